@@ -1,0 +1,301 @@
+"""Typed, frozen configuration and the registries of names -> builders.
+
+Every choice a user makes is a dotted key (``optim.lr``, ``model.activation``) in one
+`Config`. It is validated once, at the edge (YAML file, ``--set key=value``, Python
+dict); errors name the dotted key and say what is allowed. Nothing downstream
+re-validates or guesses.
+
+Registries map the names a config may use to the functions that build them. The
+modules that own the concepts (``coach.nn.activations``, ``coach.optim``...) register
+into them; importing ``coach`` imports all of those, so a registry is always full
+by the time a config is validated.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from coach.errors import UserError
+
+
+class Registry:
+    """Names -> callables, with errors that list what is allowed."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def add(obj: Callable[..., Any]) -> Callable[..., Any]:
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} registered twice")
+            self._items[name] = obj
+            return obj
+
+        return add
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
+    def check(self, name: str) -> str:
+        if name not in self._items:
+            raise ValueError(f"unknown {self.kind} {name!r}; allowed: {', '.join(self.names())}")
+        return name
+
+    def get(self, name: str, key: str | None = None) -> Callable[..., Any]:
+        try:
+            return self._items[self.check(name)]
+        except ValueError as e:
+            raise UserError(f"{key}: {e}" if key else str(e)) from None
+
+
+ACTIVATIONS = Registry("activation")
+INITS = Registry("initialization")
+MODELS = Registry("model")
+DATASETS = Registry("dataset")
+OPTIMIZERS = Registry("optimizer")
+SCHEDULES = Registry("schedule")
+LOSSES = Registry("loss")
+
+
+def parse_duration(value: Any) -> float | None:
+    """'90s', '20m', '1.5h', 300 -> seconds."""
+    if value is None or isinstance(value, (int, float)):
+        return None if value is None else float(value)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a duration; use seconds or e.g. '90s', '20m', '1h'")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataConfig(_Section):
+    name: str = "fashion-mnist"
+    path: str | None = None  # image-folder / npz file / directory holding IDX files
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    # Only for sources that ship no test split (digits, image folders, npz without x_test).
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    limit: int | None = Field(None, gt=0, description="use at most this many training examples")
+    preprocess: Literal["none", "mean_image", "channel_mean", "standardize", "pca", "zca"] = "standardize"
+    pca_components: float | None = Field(None, gt=0, description="k components (>=1) or variance fraction (<1)")
+    zca_epsilon: float = Field(1e-2, gt=0)
+    image_size: tuple[int, int] = (32, 32)  # image-folder resize (height, width)
+    color: Literal["auto", "rgb", "gray"] = "auto"  # image-folder
+    layout: Literal["auto", "vector", "signal", "image"] = "auto"  # npz: how to read x
+
+    _check_name = field_validator("name")(lambda v: DATASETS.check(v))
+
+
+class ModelConfig(_Section):
+    name: str = "convnet"
+    activation: str = "relu"
+    activation_kwargs: dict[str, float] = Field(default_factory=dict)
+    init: str = "kaiming"
+    init_kwargs: dict[str, float | str] = Field(default_factory=dict)
+    width: int = Field(32, gt=0)
+    depth: int = Field(2, ge=1)
+    hidden: list[int] | None = None  # mlp: explicit hidden sizes, overrides width/depth
+    blocks: int = Field(2, ge=1, description="convs per convnet stage / residual blocks per resnet stage")
+    norm: Literal["batch", "none"] = "batch"
+    pool: Literal["max", "fractional", "avg"] = "max"
+
+    _check_act = field_validator("activation")(lambda v: ACTIVATIONS.check(v))
+    _check_init = field_validator("init")(lambda v: INITS.check(v))
+    _check_model = field_validator("name")(lambda v: MODELS.check(v))
+
+
+class RegularizeConfig(_Section):
+    # Probabilities here are DROP probabilities (torch/Keras convention);
+    # the lectures' keep probability is 1 - dropout.
+    dropout: float = Field(0.0, ge=0, lt=1)
+    spatial_dropout: float = Field(0.0, ge=0, lt=1)
+    dropconnect: float = Field(0.0, ge=0, lt=1)
+    stochastic_depth: float = Field(0.0, ge=0, lt=1, description="drop probability of the deepest residual block")
+    l2: float = Field(0.0, ge=0, description="adds 0.5*l2*||w||^2 to the loss")
+    l1: float = Field(0.0, ge=0, description="adds l1*|w| to the loss (l1 and l2 together: elastic net)")
+    decay_bias_and_norm: bool = False  # by default biases and norm parameters are not regularized
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+
+class AugmentConfig(_Section):
+    hflip: bool = False
+    crop_padding: int = Field(0, ge=0, description="random crop after zero padding by this many pixels")
+    resized_crop: bool = False
+    crop_scale: tuple[float, float] = (0.35, 1.0)
+    crop_ratio: tuple[float, float] = (0.75, 1.333)
+    brightness: float = Field(0.0, ge=0)
+    contrast: float = Field(0.0, ge=0)
+    pca_jitter: float = Field(0.0, ge=0, description="std of AlexNet PCA colour noise")
+    cutout: int = Field(0, ge=0, description="side of the square cut out, in pixels")
+    mixup: float = Field(0.0, ge=0, description="Beta(alpha, alpha) parameter; 0 = off")
+    cutmix: float = Field(0.0, ge=0)
+    shift: int = Field(0, ge=0, description="1-D signals: max circular shift")
+    scale: float = Field(0.0, ge=0, description="1-D signals: amplitude scale jitter")
+    noise: float = Field(0.0, ge=0, description="1-D signals and vectors: Gaussian noise std")
+
+
+class OptimConfig(_Section):
+    name: str = "adam"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    # Passed to torch.optim as-is: coupled (L2 gradient) for sgd/adam/rmsprop/adagrad,
+    # decoupled for adamw. regularize.l2 is the explicit loss-term alternative.
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    alpha: float = Field(0.99, gt=0, lt=1, description="rmsprop decay rate")
+
+    _check_name = field_validator("name")(lambda v: OPTIMIZERS.check(v))
+
+
+class ScheduleConfig(_Section):
+    name: str = "constant"
+    warmup: float = Field(0.0, ge=0, description="warmup length: steps (>=1) or fraction of training (<1)")
+    gamma: float = Field(0.1, gt=0, description="decay factor (step, multistep, exponential per epoch)")
+    step_epochs: float = Field(1.0, gt=0, description="step: decay every this many epochs")
+    milestones: list[float] = Field(default_factory=lambda: [0.5, 0.75], description="multistep: fractions of training")
+    decay: float = Field(1.0, ge=0, description="1/t: lr / (1 + decay * epoch)")
+    min_lr: float = Field(0.0, ge=0)
+    cycles: int = Field(1, ge=1, description="cyclic: number of cosine cycles (SGDR)")
+    pct_start: float = Field(0.3, gt=0, lt=1, description="onecycle: fraction spent rising")
+    patience: int = Field(2, ge=0, description="plateau: evaluations without improvement")
+    factor: float = Field(0.1, gt=0, lt=1, description="plateau: LR multiplier")
+
+    _check_name = field_validator("name")(lambda v: SCHEDULES.check(v))
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(10, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(128, ge=1)
+    time_budget: float | None = Field(None, gt=0, description="seconds, or '90s', '20m', '1h'")
+    loss: str = "cross_entropy"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: bool = False
+    grad_clip: float | None = Field(None, gt=0)
+    ema: float | None = Field(None, gt=0, lt=1, description="Polyak/EMA decay, e.g. 0.999")
+    early_stopping: int | None = Field(None, ge=1, description="patience in evaluations")
+    monitor: str = "val_acc"
+    mode: Literal["min", "max"] = "max"
+    eval_every: int | None = Field(None, ge=1, description="steps between validations; default once per epoch")
+    checkpoint_every: int | None = Field(None, ge=1, description="steps between checkpoints; default each eval")
+    log_every: int = Field(20, ge=1)
+    snapshots: bool = False
+    progress: bool = True
+    max_nonfinite: int = Field(5, ge=1, description="non-finite steps in a row before a roll-back")
+    max_rollbacks: int = Field(3, ge=0)
+
+    _budget = field_validator("time_budget", mode="before")(lambda v: parse_duration(v))
+    _check_loss = field_validator("loss")(lambda v: LOSSES.check(v))
+
+
+class Config(_Section):
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    regularize: RegularizeConfig = Field(default_factory=RegularizeConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _mlp_for_vectors(self) -> "Config":
+        if self.data.preprocess in ("pca",) and self.model.name != "mlp":
+            raise ValueError("data.preprocess=pca gives flat vectors; use model.name=mlp")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def replace(self, **overrides: Any) -> "Config":
+        """A new config with dotted-key overrides: cfg.replace(**{'optim.lr': 0.1})."""
+        tree = self.to_dict()
+        for key, value in overrides.items():
+            _set_dotted(tree, key, value)
+        return make_config(tree)
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "config"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            section = _section_for(e["loc"][:-1])
+            allowed = ", ".join(section.model_fields) if section else ""
+            msg = f"unknown key; allowed keys here: {allowed}"
+        elif "input" in e and e["type"] not in ("missing",):
+            msg = f"{msg} (got {e['input']!r})"
+        lines.append(f"{key}: {msg}")
+    return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def _section_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None if field is None else model
+        model = field.annotation
+    return model
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for p in parts[:-1]:
+        child = node.setdefault(p, {})
+        if not isinstance(child, dict):
+            raise UserError(f"{dotted}: {p!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def make_config(base: dict[str, Any] | None = None, overrides: list[str] | None = None) -> Config:
+    """Validate a dict plus ``key=value`` overrides (values parsed as YAML)."""
+    tree = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (base or {}).items()}
+    for item in overrides or []:
+        if "=" not in item:
+            raise UserError(f"--set {item!r}: expected key=value, e.g. optim.lr=0.01")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        _set_dotted(tree, key.strip(), value)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as e:
+        raise UserError(_format_errors(e)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or the defaults when path is None) and apply overrides."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"{p}: config file not found")
+        try:
+            tree = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"{p}: not valid YAML: {e}") from None
+        if not isinstance(tree, dict):
+            raise UserError(f"{p}: a config is a mapping of sections (data:, model:, ...)")
+    return make_config(tree, overrides)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,223 @@
+"""Callbacks: small objects with a few no-op hooks (Keras' design, with fewer events).
+
+Events, in the order the fit loop calls them:
+  on_train_begin(t)                 once, after model/optimizer exist (and after resume)
+  on_before_optimizer_step(t)       gradients are ready (gradient clipping needs it)
+  on_step_end(t, logs)              logs: step, epoch, loss, lr
+  on_eval_end(t, logs)              logs: + train_loss, train_acc, val_loss, val_acc, time
+  on_train_end(t, logs)
+
+`t` is the Trainer. A callback stops training by setting t.stop_reason. Anything
+stateful has state_dict()/load_state_dict(), so checkpoints hold it.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+if TYPE_CHECKING:
+    from coach.train.loop import Trainer
+
+
+class Callback:
+    def on_train_begin(self, t: "Trainer") -> None: ...
+    def on_before_optimizer_step(self, t: "Trainer") -> None: ...
+    def on_step_end(self, t: "Trainer", logs: dict[str, Any]) -> None: ...
+    def on_eval_end(self, t: "Trainer", logs: dict[str, Any]) -> None: ...
+    def on_train_end(self, t: "Trainer", logs: dict[str, Any]) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class ProgressBar(Callback):
+    """tqdm over steps; silent when stderr is not a terminal (CI, pipes)."""
+
+    def __init__(self, enabled: bool | None = None):
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.bar = None
+
+    def on_train_begin(self, t: "Trainer") -> None:
+        if self.enabled:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=t.total_steps, initial=t.step, unit="step", dynamic_ncols=True, leave=False)
+
+    def on_step_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            if t.step % 20 == 0:
+                self.bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}", refresh=False)
+
+    def on_eval_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+        if self.bar is not None:
+            self.bar.write(f"epoch {logs['epoch']:.2f}  train loss {logs['train_loss']:.4f}  "
+                           f"train acc {logs['train_acc']:.4f}  val loss {logs['val_loss']:.4f}  "
+                           f"val acc {logs['val_acc']:.4f}")
+
+    def on_train_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class MetricsLog(Callback):
+    """Appends JSON lines to metrics.jsonl: a 'step' record every `every` steps and an
+    'eval' record at each validation. On resume, lines after the checkpoint are dropped
+    (they will be written again), so the log matches an uninterrupted run."""
+
+    def __init__(self, path: Path, every: int = 20):
+        self.path, self.every = Path(path), every
+        self.file = None
+
+    def on_train_begin(self, t: "Trainer") -> None:
+        if self.path.exists():
+            kept = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= t.step]
+            self.path.write_text("".join(ln + "\n" for ln in kept))
+        self.file = open(self.path, "a", buffering=1)
+
+    def _write(self, record: dict[str, Any]) -> None:
+        assert self.file is not None
+        self.file.write(json.dumps(record) + "\n")
+
+    def on_step_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+        if t.step % self.every == 0:
+            self._write({"type": "step", **logs})
+
+    def on_eval_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+        self._write({"type": "eval", **logs})
+
+    def on_train_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
+    if best is None:
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+class EarlyStopping(Callback):
+    """Stop after `patience` validations without improvement of `monitor` (explicit mode)."""
+
+    def __init__(self, monitor: str, mode: str, patience: int, min_delta: float = 0.0):
+        self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, min_delta
+        self.best: float | None = None
+        self.bad = 0
+
+    def on_eval_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+        value = logs[self.monitor]
+        if improved(value, self.best, self.mode, self.min_delta):
+            self.best, self.bad = value, 0
+        else:
+            self.bad += 1
+            if self.bad >= self.patience:
+                t.stop_reason = f"early stopping: {self.monitor} did not improve for {self.patience} evaluations"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad": self.bad}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.bad = state["best"], state["bad"]
+
+
+class KeepBest(Callback):
+    """Keep the checkpoint that was best on validation (the lectures: always keep it)."""
+
+    def __init__(self, monitor: str, mode: str):
+        self.monitor, self.mode = monitor, mode
+        self.best: float | None = None
+        self.best_step: int | None = None
+
+    def on_eval_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+        if improved(logs[self.monitor], self.best, self.mode):
+            self.best, self.best_step = logs[self.monitor], t.step
+            t.save_best(logs)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_step": self.best_step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_step = state["best"], state["best_step"]
+
+
+class GradClip(Callback):
+    """Clip the global gradient norm (Pascanu et al. 2013)."""
+
+    def __init__(self, max_norm: float):
+        self.max_norm = max_norm
+
+    def on_before_optimizer_step(self, t: "Trainer") -> None:
+        t.unscale_gradients()
+        torch.nn.utils.clip_grad_norm_(t.model.parameters(), self.max_norm)
+
+
+class EMA(Callback):
+    """Polyak / exponential moving average of the weights (and batch-norm buffers),
+    torch.optim.swa_utils underneath. Evaluated beside the raw weights at each validation."""
+
+    def __init__(self, decay: float):
+        self.decay = decay
+        self.averaged: AveragedModel | None = None
+        self._pending: dict[str, Any] | None = None
+
+    def on_train_begin(self, t: "Trainer") -> None:
+        self.averaged = AveragedModel(t.raw_model, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
+        if self._pending is not None:
+            self.averaged.load_state_dict(self._pending)
+
+    def on_step_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+        assert self.averaged is not None
+        self.averaged.update_parameters(t.raw_model)
+
+    def on_eval_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+        assert self.averaged is not None
+        ema = t.evaluate(self.averaged.module, t.data.val)
+        logs["ema_val_loss"], logs["ema_val_acc"] = ema["loss"], ema["acc"]
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.averaged.state_dict() if self.averaged is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.averaged is not None and state:  # a roll-back mid-run
+            self.averaged.load_state_dict(state)
+        else:  # resume: the averaged copy is made in on_train_begin
+            self._pending = state or None
+
+
+class TimeBudget(Callback):
+    """Stop once the run (all its sessions, resumed ones included) has used `seconds`."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def on_step_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+        if t.elapsed() >= self.seconds:
+            t.stop_reason = f"time budget of {self.seconds:.0f}s used"
+
+
+class Snapshots(Callback):
+    """Snapshot ensembles (Huang et al. 2017): save the weights at the end of every cosine
+    cycle of schedule.name=cyclic, into checkpoints/snapshots/."""
+
+    def on_step_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+        from coach.optim import cycle_end
+        if cycle_end(t.cfg.schedule, t.step - 1, t.total_steps):
+            t.save_snapshot()
+
+
+class Timer:
+    """Wall time of this session plus what earlier sessions of the run had used."""
+
+    def __init__(self, already: float = 0.0):
+        self.already, self.start = already, time.perf_counter()
+
+    def __call__(self) -> float:
+        return self.already + time.perf_counter() - self.start

@@ -1,0 +1,112 @@
+"""The run directory: everything a run leaves behind, and how to read it back.
+
+    RUN_DIR/
+      config.yaml              the resolved config (every default written out)
+      model.json               input shape, classes, preprocessing: enough to rebuild the model
+      metrics.jsonl            one JSON record per logged step and per validation
+      checkpoints/last.pt      full training state (resume); best.pt: best on validation
+      checkpoints/snapshots/   snapshot-ensemble weights (train.snapshots)
+      weights/final.safetensors, weights/best.safetensors (and ema.safetensors)
+      preprocess.safetensors   the fitted preprocessing statistics
+      summary.json             final and best metrics, steps, time, versions, device, seed
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from coach.config import Config, load_config
+from coach.data.download import atomic_write_bytes
+from coach.data.preprocess import Preprocessor
+from coach.errors import UserError
+from coach.nn.models import CoachModel, build_model
+
+
+def default_run_dir(cfg: Config, root: str | Path = "runs") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{stamp}-{cfg.data.name}-{cfg.model.name}"
+    path, i = base, 1
+    while path.exists():
+        path, i = Path(f"{base}-{i}"), i + 1
+    return path
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=float) + "\n").encode())
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def model_spec(model: CoachModel, kind: str, classes: list[str], input_shape: tuple[int, ...]) -> dict[str, Any]:
+    pre = model.preprocess
+    return {"kind": kind, "classes": classes, "input_shape": list(input_shape), "num_classes": model.num_classes,
+            "preprocess": {"mode": getattr(pre, "mode", "none"),
+                           "components": int(pre.proj.shape[1]) if getattr(pre, "mode", "") == "pca" else None}}
+
+
+def versions() -> dict[str, str]:
+    from coach import __version__
+    return {"coach": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+@dataclass
+class Run:
+    """A finished (or interrupted) run, read from its directory."""
+
+    dir: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+    model: CoachModel | None = None  # set when the run was just trained in this process
+    data: Any = None
+
+    @classmethod
+    def open(cls, run_dir: str | Path) -> "Run":
+        d = Path(run_dir)
+        if not (d / "config.yaml").is_file():
+            raise UserError(f"{d}: not a coach run directory (no config.yaml)")
+        summary = json.loads((d / "summary.json").read_text()) if (d / "summary.json").exists() else {}
+        return cls(d, summary)
+
+    @property
+    def config(self) -> Config:
+        return load_config(self.dir / "config.yaml")
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        path = self.dir / "model.json"
+        if not path.exists():
+            raise UserError(f"{self.dir}: no model.json; the run did not get far enough to save a model")
+        return json.loads(path.read_text())
+
+    def metrics(self) -> list[dict[str, Any]]:
+        path = self.dir / "metrics.jsonl"
+        return [json.loads(ln) for ln in path.read_text().splitlines() if ln] if path.exists() else []
+
+    def load_model(self, which: str = "best") -> CoachModel:
+        """Rebuild the model from config + model.json and load weights/{which}.safetensors."""
+        weights = self.dir / "weights" / f"{which}.safetensors"
+        if not weights.exists():
+            raise UserError(f"{weights}: no such weights; available: "
+                            f"{sorted(p.stem for p in (self.dir / 'weights').glob('*.safetensors'))}")
+        return rebuild_model(self.config, self.spec, load_file(str(weights)))
+
+
+def rebuild_model(cfg: Config, spec: dict[str, Any], state: dict[str, torch.Tensor]) -> CoachModel:
+    shape = tuple(spec["input_shape"])
+    pre = Preprocessor(spec["preprocess"]["mode"], shape, spec["preprocess"]["components"])
+    model = build_model(cfg.model.model_copy(update={"init": "default"}), shape, spec["num_classes"],
+                        cfg.regularize, pre)
+    model.load_state_dict(state)
+    return model.eval()
