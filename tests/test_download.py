@@ -1,0 +1,39 @@
+import hashlib
+
+import pytest
+
+from coach.data.download import atomic_write_bytes, download
+from coach.errors import UserError
+
+
+def test_download_verifies_checksum_and_renames(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"x" * 5000)
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    dest = tmp_path / "cache" / "file.bin"
+    download([f"file://{src}"], dest, sha)
+    assert dest.read_bytes() == src.read_bytes()
+    assert [p.name for p in dest.parent.iterdir()] == ["file.bin"]
+
+
+def test_bad_checksum_leaves_nothing(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"tampered")
+    dest = tmp_path / "cache" / "file.bin"
+    with pytest.raises(UserError, match="checksum mismatch"):
+        download([f"file://{src}"], dest, "0" * 64)
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_falls_back_to_next_mirror(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"data")
+    dest = tmp_path / "out.bin"
+    download([f"file://{tmp_path}/missing.bin", f"file://{src}"], dest, hashlib.sha256(b"data").hexdigest())
+    assert dest.read_bytes() == b"data"
+
+
+def test_atomic_write(tmp_path):
+    atomic_write_bytes(tmp_path / "a" / "b.txt", b"hello")
+    assert (tmp_path / "a" / "b.txt").read_bytes() == b"hello"
+    assert len(list((tmp_path / "a").iterdir())) == 1
