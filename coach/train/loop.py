@@ -225,7 +225,7 @@ class Trainer:
             (loss if reg is None else loss + reg).backward()
             return loss
 
-        value = float(self.opt.step(closure))
+        value = float(self.opt.step(closure).detach())
         if not math.isfinite(value):
             return None
         with torch.no_grad():
@@ -249,9 +249,9 @@ class Trainer:
                 "Likely causes: the learning rate is too high (try optim.lr 10x lower), a bad initialization "
                 "(model.init=kaiming or xavier), or bad data (extreme or unnormalized inputs).")
             return
-        rollbacks, scale = self.rollbacks + 1, self.lr_scale * 0.5
+        rollbacks, scale, skipped = self.rollbacks + 1, self.lr_scale * 0.5, self.skipped
         self.load_state_dict(ckpt.load(self.run_dir / "checkpoints" / "last.pt"))
-        self.rollbacks, self.lr_scale, self.bad_run = rollbacks, scale, 0
+        self.rollbacks, self.lr_scale, self.skipped, self.bad_run = rollbacks, scale, skipped, 0
 
     def evaluate(self, model: nn.Module, split: Split) -> dict[str, float]:
         return evaluate_model(model, split, self.device, self.eval_loss_fn, self.amp)

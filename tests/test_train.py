@@ -1,0 +1,214 @@
+"""The fit loop: learning, the run directory, and never losing work."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import coach
+from coach.errors import UserError
+from coach.train import Callback, Run
+from coach.train import checkpoint as ckpt
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = {"data": {"name": "digits"}, "model": {"name": "mlp", "width": 32, "depth": 1},
+         "optim": {"lr": 0.01}, "train": {"epochs": 2, "progress": False, "batch_size": 64}}
+
+
+def cfg(**over):
+    c = coach.make_config(QUICK)
+    return c.replace(**over) if over else c
+
+
+def test_fit_learns_and_writes_the_run_dir(tmp_path):
+    run = coach.fit(cfg(**{"train.epochs": 5}), run_dir=tmp_path / "r")
+    s = run.summary
+    assert s["status"] == "completed" and s["final"]["val_acc"] > 0.9
+    for f in ("config.yaml", "model.json", "metrics.jsonl", "summary.json", "checkpoints/last.pt",
+              "checkpoints/best.pt", "weights/final.safetensors", "weights/best.safetensors",
+              "preprocess.safetensors"):
+        assert (tmp_path / "r" / f).exists(), f
+    evals = [r for r in Run.open(tmp_path / "r").metrics() if r["type"] == "eval"]
+    assert len(evals) == 5 and {"train_loss", "val_acc", "lr", "time"} <= set(evals[0])
+    assert {"coach", "torch", "python"} <= set(s["versions"]) and s["seed"] == 0 and s["device"] == "cpu"
+    best = Run.open(tmp_path / "r").load_model("best")
+    assert coach.evaluate_model(best, run.data.val)["acc"] == pytest.approx(s["best"]["value"])
+
+
+def test_every_optimizer_and_schedule_runs(tmp_path):
+    for name in ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "lbfgs"):
+        lr = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "lbfgs": 0.5}.get(name, 1e-2)
+        run = coach.fit(cfg(**{"optim.name": name, "optim.lr": lr, "train.epochs": 3}), run_dir=tmp_path / name)
+        assert run.summary["final"]["val_acc"] > 0.8, name
+    for sched in ("step", "multistep", "exponential", "inverse_time", "cosine", "linear", "onecycle", "cyclic",
+                  "plateau"):
+        run = coach.fit(cfg(**{"schedule.name": sched, "train.epochs": 1}), run_dir=tmp_path / sched)
+        assert run.summary["status"] == "completed"
+
+
+def test_regularizers_losses_and_augmentation_run(tmp_path):
+    run = coach.fit(cfg(**{"model.name": "convnet", "model.width": 8, "regularize.l1": 1e-5, "regularize.l2": 1e-4,
+                           "regularize.dropout": 0.1, "train.loss": "svm", "augment.crop_padding": 1,
+                           "augment.mixup": 0.2, "train.grad_clip": 1.0, "train.ema": 0.9}), run_dir=tmp_path / "r")
+    assert run.summary["status"] == "completed"
+    assert (tmp_path / "r" / "weights" / "ema.safetensors").exists()
+    evals = [r for r in run.__class__.open(tmp_path / "r").metrics() if r["type"] == "eval"]
+    assert "ema_val_acc" in evals[-1]
+
+
+def test_early_stopping_and_time_budget(tmp_path):
+    run = coach.fit(cfg(**{"optim.lr": 1e-7, "train.epochs": 20, "train.early_stopping": 2,
+                           "train.monitor": "val_loss", "train.mode": "min", "optim.name": "sgd"}),
+                    run_dir=tmp_path / "a")
+    assert run.summary["steps"] < run.summary["total_steps"] or "early" in (run.summary["stop_reason"] or "")
+    run = coach.fit(cfg(**{"train.epochs": 100000, "train.time_budget": 1}), run_dir=tmp_path / "b")
+    assert "time budget" in run.summary["stop_reason"] and run.summary["steps"] < run.summary["total_steps"]
+
+
+def test_snapshots_at_cycle_ends(tmp_path):
+    coach.fit(cfg(**{"schedule.name": "cyclic", "schedule.cycles": 3, "train.epochs": 3, "train.snapshots": True}),
+              run_dir=tmp_path / "r")
+    assert sorted(p.name for p in (tmp_path / "r/checkpoints/snapshots").iterdir()) == [
+        "snapshot-1.pt", "snapshot-2.pt", "snapshot-3.pt"]
+
+
+class NaNAt(Callback):
+    """Plants non-finite gradients at chosen steps."""
+
+    def __init__(self, steps):
+        self.steps = set(steps)
+
+    def on_before_optimizer_step(self, t):
+        if t.step in self.steps:
+            next(t.raw_model.parameters()).grad.fill_(float("nan"))
+            self.steps.discard(t.step)
+
+
+def test_nonfinite_steps_are_skipped_then_rolled_back(tmp_path):
+    from coach.train.loop import default_callbacks
+    c = cfg(**{"train.max_nonfinite": 3, "train.epochs": 3})
+    cbs = default_callbacks(c, tmp_path / "r") + [NaNAt([3, 25, 26, 27])]
+    run = coach.fit(c, run_dir=tmp_path / "r", callbacks=cbs)
+    s = run.summary
+    assert s["status"] == "completed" and s["skipped_steps"] == 4 and s["rollbacks"] == 1
+    assert all(torch.isfinite(p).all() for p in run.model.parameters())
+
+
+def test_divergence_stops_with_a_reason(tmp_path):
+    run = coach.fit(cfg(**{"optim.name": "sgd", "optim.lr": 1e12, "model.norm": "none", "train.max_rollbacks": 2,
+                           "train.max_nonfinite": 2, "train.epochs": 5}), run_dir=tmp_path / "r")
+    s = run.summary
+    assert s["status"] == "diverged" and s["rollbacks"] == 2 and "learning rate is too high" in s["stop_reason"]
+
+
+def test_atomic_save_survives_a_crash_mid_write(tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    ckpt.atomic_save({"step": 1, "w": torch.ones(3)}, path)
+
+    def broken_save(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        ckpt.atomic_save({"step": 2}, path)
+    monkeypatch.undo()
+    assert ckpt.load(path)["step"] == 1 and [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_checkpoints_load_only_safely(tmp_path):
+    import argparse
+    torch.save({"x": argparse.Namespace(a=1)}, tmp_path / "evil.pt")  # any class needs unsafe unpickling
+    with pytest.raises(UserError, match="cannot load checkpoint safely"):
+        ckpt.load(tmp_path / "evil.pt")
+
+
+# --------------------------------------------------------------- processes
+SLOW = ["data.name=digits", "model.name=mlp", "model.width=64", "model.depth=2", "train.epochs=400",
+        "train.batch_size=32", "train.checkpoint_every=7", "regularize.dropout=0.2", "augment.noise=0.05",
+        "train.progress=false", "train.log_every=1", "optim.name=momentum", "optim.lr=0.01"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _coach(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "coach", *args], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def _wait_for_step(run_dir, step, proc, timeout=120):
+    log = run_dir / "metrics.jsonl"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if log.exists():
+            lines = [ln for ln in log.read_text().splitlines() if ln.endswith("}")]
+            if lines and json.loads(lines[-1])["step"] >= step:
+                return
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.02)
+    raise AssertionError("run did not reach the step in time")
+
+
+def test_kill_9_and_resume_is_bit_identical(tmp_path):
+    ref = _coach("train", "--set", *SLOW, "train.max_steps=600", "--run-dir", str(tmp_path / "ref"))
+    assert ref.wait() == 0, ref.stdout.read()
+    victim = _coach("train", "--set", *SLOW, "train.max_steps=600", "--run-dir", str(tmp_path / "v"))
+    _wait_for_step(tmp_path / "v", 250, victim)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not (tmp_path / "v" / "summary.json").exists()  # it really died mid-run
+    resumed = _coach("train", "--resume", str(tmp_path / "v"))
+    assert resumed.wait() == 0, resumed.stdout.read()
+    a = load_file(str(tmp_path / "ref/weights/final.safetensors"))
+    b = load_file(str(tmp_path / "v/weights/final.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "v/metrics.jsonl").read_text().splitlines()
+             if json.loads(ln)["type"] == "step"]
+    assert steps == sorted(set(steps))  # no step logged twice after the resume
+
+
+def test_sigint_checkpoints_and_exits_0(tmp_path):
+    p = _coach("train", "--set", *SLOW, "--run-dir", str(tmp_path / "r"))
+    _wait_for_step(tmp_path / "r", 50, p)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=60)
+    assert p.returncode == 0 and "coach train --resume" in out and "Traceback" not in out
+    summary = json.loads((tmp_path / "r/summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    state = ckpt.load(tmp_path / "r/checkpoints/last.pt")
+    assert state["step"] == summary["steps"] > 0
+
+
+def test_ddp_two_gloo_processes_match_one(tmp_path):
+    common = ["data.name=digits", "model.name=mlp", "model.norm=none", "model.width=16", "train.epochs=1",
+              "train.batch_size=64", "train.progress=false", "optim.name=sgd", "optim.lr=0.1"]
+    single = _coach("train", "--set", *common, "--run-dir", str(tmp_path / "one"))
+    assert single.wait() == 0, single.stdout.read()
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--master-port", "29533", "-m", "coach", "train", "--set", *common,
+                          "--run-dir", str(tmp_path / "two")], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                         timeout=300)
+    assert ddp.returncode == 0, ddp.stdout + ddp.stderr
+    s = json.loads((tmp_path / "two/summary.json").read_text())
+    assert s["world_size"] == 2
+    a = load_file(str(tmp_path / "one/weights/final.safetensors"))
+    b = load_file(str(tmp_path / "two/weights/final.safetensors"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)  # same global batch, averaged gradients
+
+
+def test_cli_train_help_and_resume_errors(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "coach", "train", "--help"], capture_output=True, text=True)
+    assert p.returncode == 0 and "--resume" in p.stdout
+    p = subprocess.run([sys.executable, "-m", "coach", "train", "--resume", str(tmp_path)], capture_output=True,
+                       text=True)
+    assert p.returncode == 2 and "nothing to resume" in p.stderr
+
+
+def test_example_config_validates():
+    cfg = coach.load_config(ROOT / "examples" / "fashion-convnet.yaml")
+    assert cfg.optim.name == "adamw" and cfg.train.ema == 0.999
