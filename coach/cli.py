@@ -11,7 +11,7 @@ from pathlib import Path
 
 from coach.errors import UserError
 
-DEMO_OVERRIDES = ["data.name=fashion-mnist", "model.name=convnet", "model.width=24", "train.epochs=2",
+DEMO_OVERRIDES = ["data.name=fashion-mnist", "model.name=convnet", "model.width=32", "train.epochs=3",
                   "schedule.name=onecycle", "optim.lr=0.003", "augment.crop_padding=2"]
 
 

@@ -189,8 +189,12 @@ def test_ddp_two_gloo_processes_match_one(tmp_path):
               "train.batch_size=64", "train.progress=false", "optim.name=sgd", "optim.lr=0.1"]
     single = _coach("train", "--set", *common, "--run-dir", str(tmp_path / "one"))
     assert single.wait() == 0, single.stdout.read()
+    import socket
+    with socket.socket() as sock:  # a free loopback port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                          "--master-port", "29533", "-m", "coach", "train", "--set", *common,
+                          "--master-addr", "127.0.0.1", "--master-port", str(port), "-m", "coach", "train", "--set", *common,
                           "--run-dir", str(tmp_path / "two")], cwd=ROOT, env=ENV, capture_output=True, text=True,
                          timeout=300)
     assert ddp.returncode == 0, ddp.stdout + ddp.stderr
@@ -198,7 +202,8 @@ def test_ddp_two_gloo_processes_match_one(tmp_path):
     assert s["world_size"] == 2
     a = load_file(str(tmp_path / "one/weights/final.safetensors"))
     b = load_file(str(tmp_path / "two/weights/final.safetensors"))
-    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)  # same global batch, averaged gradients
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-4, worst  # same global batch, averaged gradients (float sums in another order)
 
 
 def test_cli_train_help_and_resume_errors(tmp_path):

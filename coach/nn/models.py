@@ -7,7 +7,7 @@ feature extractor -> linear head. The head can be replaced for a new class count
   mlp      Flatten -> [Linear -> BatchNorm -> activation -> Dropout] x depth
   convnet  VGG-style stages (Simonyan & Zisserman 2015): `blocks` 3x3 convs with
            batch norm and the activation, then 2x pooling; channels double per stage;
-           global average pooling -> dropout
+           average pooling to at most 4x4, flatten -> dropout
   resnet   He et al. 2016 basic blocks (two 3x3 convs, identity or 1x1 shortcut), with
            optional stochastic depth whose drop probability grows linearly with depth
 """
@@ -116,10 +116,13 @@ def convnet(cfg: ModelConfig, reg: RegularizeConfig, input_shape: tuple[int, ...
         if size >= 2:  # small inputs (8x8 digits) run out of room to pool: stop halving
             layers.append(_pool(cfg.pool, dims, maxpool, avgpool))
             size = int(size / math.sqrt(2)) if cfg.pool == "fractional" else size // 2
-    layers += [nn.AdaptiveAvgPool2d(1) if dims == 2 else nn.AdaptiveAvgPool1d(1), nn.Flatten()]
+    # VGG keeps the spatial layout for its classifier: average down to at most 4x4 (4 for
+    # signals) and flatten, rather than global pooling that discards where things are.
+    keep = min(size, 4)
+    layers += [nn.AdaptiveAvgPool2d(keep) if dims == 2 else nn.AdaptiveAvgPool1d(keep), nn.Flatten()]
     if reg.dropout:
         layers.append(Dropout(reg.dropout))
-    return nn.Sequential(*layers), c_in
+    return nn.Sequential(*layers), c_in * keep**dims
 
 
 class BasicBlock(nn.Module):

@@ -35,6 +35,8 @@ def split_decay(model: nn.Module, decay_bias_and_norm: bool = False) -> tuple[li
 
 def param_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm: bool = False) -> list[dict[str, Any]]:
     decay, no_decay = split_decay(model, decay_bias_and_norm)
+    if weight_decay == 0:  # one group: half the optimizer's per-step kernel launches on small nets
+        return [{"params": decay + no_decay, "weight_decay": 0.0}]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
 

@@ -114,6 +114,7 @@ class Trainer:
             else self.raw_model
         self.opt = build_optimizer(cfg.optim, self.raw_model, cfg.regularize.decay_bias_and_norm)
         self.decay_params = split_decay(self.raw_model, cfg.regularize.decay_bias_and_norm)[0]
+        self.params = [p for p in self.raw_model.parameters() if p.requires_grad]
         self.loss_fn = make_loss(cfg.train.loss, cfg.regularize.label_smoothing)
         self.eval_loss_fn = make_loss(cfg.train.loss)
         self.augment = Augment(cfg.augment, data.kind, data.train.x)
@@ -135,10 +136,11 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.timer = Timer()
         self._perm: tuple[int, Tensor] | None = None
-        self._sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss sum, correct, count
+        self._sums = [0.0, torch.zeros((), device=device, dtype=torch.long), 0]  # loss sum, correct, count
 
     # ----------------------------------------------------------------- the loop
     def run(self) -> dict[str, Any]:
+        self.model.train()  # evaluation restores the mode it found, so once is enough
         self._call("on_train_begin")
         if self.step == 0:
             self.save_last()  # a roll-back always has a checkpoint to return to
@@ -169,7 +171,6 @@ class Trainer:
 
     def train_step(self, x: Tensor, y_a: Tensor, y_b: Tensor, lam: float) -> float | None:
         """Forward, loss (+ regularization), backward, update. None if anything was non-finite."""
-        self.model.train()
         if self.full_batch:
             return self._lbfgs_step(x, y_a)
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
@@ -184,10 +185,15 @@ class Trainer:
             return None
         self.scaler.step(self.opt)
         self.scaler.update()
-        with torch.no_grad():  # running train metrics stay on the device: no sync per step
-            self._sums += torch.stack([loss.detach().double() * len(y_a),
-                                       (scores.argmax(1) == y_a).sum().double(), scores.new_tensor(len(y_a)).double()])
+        self.track(value, scores, y_a)
         return value
+
+    @torch.no_grad()
+    def track(self, loss: float, scores: Tensor, y: Tensor) -> None:
+        """Running train loss/accuracy since the last validation (the count stays on the device)."""
+        self._sums[0] += loss * len(y)
+        self._sums[1] += (scores.argmax(1) == y).sum()
+        self._sums[2] += len(y)
 
     # ------------------------------------------------------------------ helpers
     def next_batch(self) -> tuple[Tensor, Tensor]:
@@ -208,10 +214,9 @@ class Trainer:
         return lr
 
     def grads_finite(self) -> bool:
-        grads = [p.grad for p in self.raw_model.parameters() if p.grad is not None]
-        if not grads:
-            return True
-        return bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
+        grads = [p.grad for p in self.params if p.grad is not None]
+        # one fused pass over all gradients; a NaN or Inf anywhere makes the sum of norms non-finite
+        return not grads or math.isfinite(torch.stack(torch._foreach_norm(grads)).sum().item())
 
     def unscale_gradients(self) -> None:
         if self.scaler.is_enabled():
@@ -229,10 +234,7 @@ class Trainer:
         if not math.isfinite(value):
             return None
         with torch.no_grad():
-            scores = self.model(x)
-            self._sums += torch.stack([torch.tensor(value * len(y), device=self.device, dtype=torch.float64),
-                                       (scores.argmax(1) == y).sum().double(),
-                                       torch.tensor(float(len(y)), device=self.device, dtype=torch.float64)])
+            self.track(value, self.model(x), y)
         return value
 
     def on_nonfinite(self) -> None:
@@ -257,8 +259,8 @@ class Trainer:
         return evaluate_model(model, split, self.device, self.eval_loss_fn, self.amp)
 
     def validate(self) -> None:
-        loss_sum, correct, count = self._sums.tolist()
-        self._sums.zero_()
+        loss_sum, correct, count = self._sums[0], self._sums[1].item(), self._sums[2]
+        self._sums = [0.0, torch.zeros((), device=self.device, dtype=torch.long), 0]
         val = self.evaluate(self.raw_model, self.val_split)
         logs = {"step": self.step, "epoch": self.step / self.per_epoch, "lr": self.opt.param_groups[0]["lr"],
                 "train_loss": loss_sum / count if count else float("nan"),
@@ -291,7 +293,7 @@ class Trainer:
                 "rollbacks": self.rollbacks, "skipped": self.skipped, "plateau": self.plateau.state_dict(),
                 "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks},
                 "rng": ckpt.rng_state(), "augment_rng": self.gen.get_state(), "elapsed": self.elapsed(),
-                "train_sums": self._sums.clone(), "history": self.history}
+                "train_sums": [self._sums[0], self._sums[1].item(), self._sums[2]], "history": self.history}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.raw_model.load_state_dict(state["model"])
@@ -305,7 +307,8 @@ class Trainer:
         ckpt.set_rng_state(state["rng"])
         self.gen.set_state(state["augment_rng"].cpu())
         self.timer = Timer(state["elapsed"])
-        self._sums = state["train_sums"].to(self.device)
+        loss_sum, correct, count = state["train_sums"]
+        self._sums = [loss_sum, torch.tensor(correct, device=self.device), count]
         self.history = list(state["history"])
         self._perm = None
 
