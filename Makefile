@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test install data clean bench
+.PHONY: demo test install data browser clean bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +33,18 @@ data: $(STAMP)
 	  $(PY) -m coach datasets --fetch fashion-mnist; \
 	fi
 
+# Headless Chromium renders the HTML reports in the tests (Debian's package; skipped if unavailable).
+browser:
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	  (apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null) || \
+	  echo "chromium not installed: report rendering tests will be skipped"; \
+	fi
+
 demo: data
 	$(PY) -m coach demo
 
-test: data
+test: data browser
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

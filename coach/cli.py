@@ -53,8 +53,37 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = fit(resume=args.resume)
     else:
         overrides = list(args.overrides) + ([f"train.device={args.device}"] if args.device else [])
-        run = fit(load_config(args.config, overrides), run_dir=args.run_dir)
-    return _report_run(run)
+        cfg = load_config(args.config, overrides)
+        run_dir = Path(args.run_dir) if args.run_dir else None
+        if args.check:
+            from coach.babysit import check
+            from coach.train.run import default_run_dir, write_json
+            run_dir = run_dir or default_run_dir(cfg)
+            result = check(cfg)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(run_dir / "check.json", result.to_dict())
+            print(format_check(result))
+        run = fit(cfg, run_dir=run_dir)
+    code = _report_run(run)
+    if run.summary.get("world_size", 1) == 1 or _rank() == 0:
+        from coach.babysit import diagnose_run
+        from coach.report import render_run
+        for finding in diagnose_run(run.dir):
+            print(finding)
+        print(f"report: {render_run(run.dir)}")
+    return code
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from coach.report import render_run
+
+    print(render_run(args.dir))
+    return 0
 
 
 def _report_run(run) -> int:  # noqa: ANN001
@@ -67,6 +96,57 @@ def _report_run(run) -> int:  # noqa: ANN001
     if s["status"] == "interrupted":
         print(f"interrupted: resume with `coach train --resume {run.dir}`")
     return 1 if s["status"] == "diverged" else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """The babysitting checklist; exit 0 healthy, 1 problems found, 2 user error."""
+    import json
+
+    from coach.babysit import check, problems
+    from coach.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    result = check(cfg, probe_steps=args.probe_steps)
+    if args.out:
+        from coach.train.run import write_json
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        write_json(Path(args.out) / "check.json", result.to_dict())
+    if args.json:
+        print(json.dumps([f.to_dict() for f in result.findings], indent=2))
+    else:
+        print(format_check(result))
+    return 0 if not problems(result.findings) else 1
+
+
+def format_check(result) -> str:  # noqa: ANN001
+    s = result.steps
+    lines = []
+    if "data" in s:
+        d = s["data"]
+        lines.append(f"1. data: {d['train']} train / {d['val']} val / {d['test']} test, {d['classes']} classes, "
+                     f"input {d['input_shape']}; after {d['preprocess']}: mean {d['mean']:.3g}, std {d['std']:.3g}")
+    if "init" in s:
+        stds = ", ".join(f"{layer['std']:.2g}" for layer in s["init"])
+        lines.append(f"2. activations at init (std per layer): {stds}")
+    if "initial_loss" in s:
+        i = s["initial_loss"]
+        lines.append(f"3. initial loss {i['loss']:.4f} (expected {i['expected']:.4f}); "
+                     f"with regularization {i['with_regularization']:.4f}")
+    if "gradcheck" in s:
+        lines.append(f"4. gradient check: max relative error {s['gradcheck']['max_rel_error']:.2e} "
+                     f"({s['gradcheck']['verdict']})")
+    if "overfit" in s:
+        o = s["overfit"]
+        lines.append(f"5. overfit {o['samples']} examples: {o['train_acc']:.0%} train accuracy after {o['steps']} steps")
+    if "lr_range" in s:
+        r = s["lr_range"]
+        probe = ", ".join(f"{p['lr']:g}: {p['first']:.3g}->{p['last']:.3g}" for p in s["lr_probe"])
+        lines.append(f"6. LR range test suggests {r['suggested_lr'] or float('nan'):.2g}; probe (loss first->last) "
+                     f"{probe}")
+    lines.append("")
+    lines += [str(f) for f in result.findings] or ["no findings"]
+    lines.append("healthy" if result.healthy else "problems found")
+    return "\n".join(lines)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -101,7 +181,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--run-dir", help="where to write the run (default runs/<time>-<data>-<model>)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="same as --set train.device=...")
+    t.add_argument("--check", action="store_true", help="run `coach check` first; its results go in the report")
     t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser("check", help="run the lectures' babysitting checklist on a config")
+    _add_config_args(c)
+    c.add_argument("--json", action="store_true", help="print the findings as a JSON list")
+    c.add_argument("--out", help="also write check.json into this folder")
+    c.add_argument("--probe-steps", type=int, default=100, help="iterations per LR in the quick probe")
+    c.set_defaults(func=cmd_check)
+
+    r = sub.add_parser("report", help="write RUN_DIR/report.html (findings and plots, offline)")
+    r.add_argument("dir", metavar="RUN_DIR")
+    r.set_defaults(func=cmd_report)
 
     m = sub.add_parser("demo", help="the main job on Fashion-MNIST (what `make demo` runs)")
     m.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE")

@@ -191,6 +191,7 @@ class TrainConfig(_Section):
     eval_every: int | None = Field(None, ge=1, description="steps between validations; default once per epoch")
     checkpoint_every: int | None = Field(None, ge=1, description="steps between checkpoints; default each eval")
     log_every: int = Field(20, ge=1)
+    monitor_every: int = Field(50, ge=0, description="steps between live-monitor samples; 0 = off")
     snapshots: bool = False
     progress: bool = True
     max_nonfinite: int = Field(5, ge=1, description="non-finite steps in a row before a roll-back")

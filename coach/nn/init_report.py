@@ -30,6 +30,14 @@ def saturated_fraction(module: nn.Module, out: Tensor) -> float | None:
     return None
 
 
+def dead_fraction(out: Tensor) -> float:
+    """Fraction of units (dim 1) that are exactly zero for every sample and position."""
+    if out.dim() < 2:
+        return 0.0
+    per_unit = out.transpose(0, 1).reshape(out.shape[1], -1)
+    return (per_unit == 0).all(dim=1).float().mean().item()
+
+
 @dataclass
 class LayerStats:
     name: str
@@ -38,6 +46,7 @@ class LayerStats:
     std: float
     frac_zero: float
     frac_saturated: float | None
+    frac_dead: float = 0.0  # units (channels) that output exactly zero for every input in the batch
     hist: list[int] = field(default_factory=list)
     hist_range: tuple[float, float] = (0.0, 0.0)
 
@@ -66,6 +75,13 @@ def init_report(model: nn.Module, batch: Tensor, bins: int = 40) -> InitReport:
     for mod in m.modules():
         if isinstance(mod, STOCHASTIC):
             mod.eval()
+    return activation_stats(m, batch, bins)
+
+
+@torch.no_grad()
+def activation_stats(m: nn.Module, batch: Tensor, bins: int = 40) -> InitReport:
+    """Statistics of every activation layer's output for one forward pass of m as it is
+    (its current train/eval mode; no copy, so the caller chooses the side effects)."""
     rows: list[LayerStats] = []
 
     def hook(name: str):
@@ -75,7 +91,7 @@ def init_report(model: nn.Module, batch: Tensor, bins: int = 40) -> InitReport:
             hist = torch.histc(o, bins=bins, min=lo, max=hi if hi > lo else lo + 1e-6)
             rows.append(LayerStats(name, type(module).__name__.lower(), o.mean().item(), o.std().item(),
                                    (o == 0).float().mean().item(), saturated_fraction(module, o),
-                                   [int(v) for v in hist.tolist()], (lo, hi)))
+                                   dead_fraction(o), [int(v) for v in hist.tolist()], (lo, hi)))
         return record
 
     handles = [mod.register_forward_hook(hook(name)) for name, mod in m.named_modules()

@@ -31,6 +31,7 @@ from coach.train import checkpoint as ckpt
 from coach.train.callbacks import (EMA, Callback, EarlyStopping, GradClip, KeepBest, MetricsLog, ProgressBar,
                                    Snapshots, TimeBudget, Timer)
 from coach.train.losses import make_loss, mixed
+from coach.train.monitors import Monitor
 from coach.train.run import Run, default_run_dir, model_spec, save_safetensors, versions, write_json
 
 
@@ -365,6 +366,8 @@ def default_callbacks(cfg: Config, run_dir: Path, rank: int = 0) -> list[Callbac
         cbs.append(EMA(t.ema))
     if rank == 0:
         cbs += [MetricsLog(run_dir / "metrics.jsonl", t.log_every), KeepBest(t.monitor, t.mode)]
+        if t.monitor_every:
+            cbs.append(Monitor(run_dir / "monitors.jsonl", t.monitor_every))
         if t.progress:
             cbs.append(ProgressBar())
         if t.snapshots:

@@ -1,0 +1,205 @@
+"""`coach report RUN_DIR`: one self-contained, offline HTML page for a run.
+
+Findings first (what is wrong and what to change), then the curves the lectures tell a
+person to look at: the loss as a scatter with its moving average, train/val accuracy,
+the LR, update/weight ratios per layer over time (healthy near 1e-3), activation
+histograms per layer at initialization and at the end, the `coach check` results and the
+LR range plot. Plots are matplotlib PNGs embedded as data URIs: no network, no files
+beside the page.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from coach.babysit.diagnose import diagnose_run, read_jsonl  # noqa: E402
+from coach.babysit.findings import Finding  # noqa: E402
+from coach.data.download import atomic_write_bytes  # noqa: E402
+from coach.train.run import Run  # noqa: E402
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+h1{margin-bottom:.2em} .sub{color:#666;margin-top:0}
+.finding{border-left:6px solid #999;padding:.4em .8em;margin:.5em 0;background:#f7f7f7}
+.finding.error{border-color:#c0392b}.finding.warning{border-color:#e67e22}.finding.info{border-color:#2980b9}
+.finding code{font-weight:bold} .advice{color:#333;margin-top:.2em}
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:1em} figure{margin:0} img{max-width:100%;height:auto}
+table{border-collapse:collapse} td,th{border:1px solid #ddd;padding:.2em .6em;text-align:right}
+"""
+
+
+def figure_uri(fig: plt.Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def moving_average(values: list[float], window: int) -> list[float]:
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v
+        if i >= window:
+            acc -= values[i - window]
+        out.append(acc / min(i + 1, window))
+    return out
+
+
+def plot_loss(steps: list[dict[str, Any]]) -> str | None:
+    pts = [(s["step"], s["loss"]) for s in steps if s.get("loss") is not None and math.isfinite(s["loss"])]
+    if not pts:
+        return None
+    x, y = zip(*pts)
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.scatter(x, y, s=4, alpha=0.35, label="loss per logged step")
+    ax.plot(x, moving_average(list(y), max(len(y) // 20, 1)), color="C3", label="moving average")
+    ax.set(xlabel="step", ylabel="training loss", title="Loss")
+    ax.legend()
+    return figure_uri(fig)
+
+
+def plot_accuracy(evals: list[dict[str, Any]]) -> str | None:
+    if not evals:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    x = [e["epoch"] for e in evals]
+    ax.plot(x, [e["train_acc"] for e in evals], "o-", label="train")
+    ax.plot(x, [e["val_acc"] for e in evals], "o-", label="validation")
+    if "ema_val_acc" in evals[0]:
+        ax.plot(x, [e["ema_val_acc"] for e in evals], "o--", label="validation (EMA weights)")
+    ax.set(xlabel="epoch", ylabel="accuracy", title="Accuracy (gap = overfitting)")
+    ax.legend()
+    return figure_uri(fig)
+
+
+def plot_lr(steps: list[dict[str, Any]]) -> str | None:
+    pts = [(s["step"], s["lr"]) for s in steps if s.get("lr") is not None]
+    if not pts:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.plot(*zip(*pts))
+    ax.set(xlabel="step", ylabel="learning rate", title="Learning rate")
+    return figure_uri(fig)
+
+
+def plot_update_ratios(monitors: list[dict[str, Any]]) -> str | None:
+    records = [m for m in monitors if m["layers"]]
+    if not records:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for name in records[0]["layers"]:
+        ax.plot([m["step"] for m in records], [m["layers"][name]["update_ratio"] for m in records], label=name)
+    ax.axhline(1e-3, color="k", ls="--", lw=1, label="1e-3 (healthy)")
+    ax.set(yscale="log", xlabel="step", ylabel="||dW|| / ||W||", title="Update / weight ratio per layer")
+    ax.legend(fontsize=6)
+    return figure_uri(fig)
+
+
+def plot_activations(acts: dict[str, Any], title: str) -> str | None:
+    if not acts:
+        return None
+    n = len(acts)
+    fig, axes = plt.subplots(1, n, figsize=(min(2.2 * n, 11), 2.2), squeeze=False)
+    for ax, (name, a) in zip(axes[0], acts.items()):
+        lo, hi = a["range"]
+        bins = len(a["hist"])
+        width = (hi - lo) / max(bins, 1) or 1e-6
+        ax.bar([lo + (i + 0.5) * width for i in range(bins)], a["hist"], width=width)
+        ax.set_title(f"{name}\nmean {a['mean']:.2g} std {a['std']:.2g}", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=9, y=1.12)
+    return figure_uri(fig)
+
+
+def plot_lr_range(sweep: dict[str, Any]) -> str | None:
+    if not sweep.get("lrs"):
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.plot(sweep["lrs"], sweep["losses"])
+    if sweep.get("suggested_lr"):
+        ax.axvline(sweep["suggested_lr"], color="C3", ls="--", label=f"suggested {sweep['suggested_lr']:.2g}")
+        ax.legend()
+    ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed loss", title="LR range test")
+    return figure_uri(fig)
+
+
+def findings_html(findings: list[Finding] | list[dict[str, Any]]) -> str:
+    items = [f.to_dict() if isinstance(f, Finding) else f for f in findings]
+    if not items:
+        return "<p>No findings: nothing looks wrong.</p>"
+    order = {"error": 0, "warning": 1, "info": 2}
+    out = []
+    for f in sorted(items, key=lambda f: order[f["severity"]]):
+        out.append(f'<div class="finding {f["severity"]}"><code>{html.escape(f["code"])}</code> '
+                   f'({f["severity"]}): {html.escape(f["message"])}'
+                   f'<div class="advice">&rarr; {html.escape(f["advice"])}</div></div>')
+    return "\n".join(out)
+
+
+def _img(uri: str | None, alt: str) -> str:
+    return f'<figure><img class="plot" alt="{html.escape(alt)}" src="{uri}"></figure>' if uri else ""
+
+
+def render_run(run_dir: str | Path) -> Path:
+    """Write RUN_DIR/report.html and return its path."""
+    run = Run.open(run_dir)
+    metrics = run.metrics()
+    steps = [m for m in metrics if m.get("type") == "step"]
+    evals = [m for m in metrics if m.get("type") == "eval"]
+    monitors = read_jsonl(run.dir / "monitors.jsonl")
+    findings: list[Any] = diagnose_run(run.dir) if evals else []
+    check = json.loads((run.dir / "check.json").read_text()) if (run.dir / "check.json").exists() else None
+    if check:
+        findings = check["findings"] + [f.to_dict() for f in findings]
+    s = run.summary
+    final = s.get("final", {})
+    head = (f"<p class='sub'>{html.escape(str(run.dir))} &middot; status {s.get('status', 'unknown')} &middot; "
+            f"{s.get('steps', 0)} steps in {s.get('time', 0):.0f}s &middot; best {s.get('best', {}).get('monitor')} "
+            f"{s.get('best', {}).get('value')} &middot; final val acc {final.get('val_acc', float('nan')):.4f}</p>")
+    cfg = run.config
+    parts = [f"<h1>coach run: {cfg.data.name}, {cfg.model.name}</h1>", head, "<h2>Findings</h2>",
+             findings_html(findings), "<h2>Curves</h2><div class='grid'>",
+             _img(plot_loss(steps), "loss"), _img(plot_accuracy(evals), "accuracy"), _img(plot_lr(steps), "lr"),
+             _img(plot_update_ratios(monitors), "update ratios"), "</div>"]
+    acts = [m for m in monitors if m["acts"]]
+    if acts:
+        parts += ["<h2>Activations per layer</h2>",
+                  _img(plot_activations(acts[0]["acts"], f"at step {acts[0]['step']} (initialization)"), "init acts"),
+                  _img(plot_activations(acts[-1]["acts"], f"at step {acts[-1]['step']} (end)"), "final acts")]
+    if check:
+        parts += ["<h2>coach check</h2>", _check_table(check["steps"]),
+                  _img(plot_lr_range(check["steps"].get("lr_range", {})), "lr range")]
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>coach report</title><style>{STYLE}</style>"
+            "</head><body>" + "\n".join(p for p in parts if p) +
+            "<script>window.addEventListener('load',()=>{document.body.dataset.plots="
+            "[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length;});</script></body></html>")
+    path = run.dir / "report.html"
+    atomic_write_bytes(path, page.encode())
+    return path
+
+
+def _check_table(steps: dict[str, Any]) -> str:
+    rows = []
+    if "initial_loss" in steps:
+        i = steps["initial_loss"]
+        rows.append(("initial loss", f"{i['loss']:.4f} (expected {i['expected']:.4f})"))
+    if "gradcheck" in steps:
+        rows.append(("gradient check", f"{steps['gradcheck']['max_rel_error']:.2e} ({steps['gradcheck']['verdict']})"))
+    if "overfit" in steps:
+        o = steps["overfit"]
+        rows.append(("overfit small sample", f"{o['train_acc']:.0%} of {o['samples']} in {o['steps']} steps"))
+    for p in steps.get("lr_probe", []):
+        rows.append((f"LR {p['lr']:g}", f"loss {p['first']:.3g} -> {p['last']:.3g}"))
+    return "<table>" + "".join(f"<tr><th>{html.escape(a)}</th><td>{html.escape(b)}</td></tr>" for a, b in rows) \
+        + "</table>"

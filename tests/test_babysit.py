@@ -1,0 +1,121 @@
+"""Planted faults: each must produce its finding code; a healthy setup must produce no warning."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import coach
+from coach.babysit import check, diagnose_run, problems
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = {"data": {"name": "digits"}, "model": {"name": "mlp", "width": 64, "depth": 1},
+        "optim": {"lr": 0.01}, "train": {"batch_size": 64, "progress": False, "monitor_every": 5}}
+
+
+def cfg(**over):
+    c = coach.make_config(BASE)
+    return c.replace(**over) if over else c
+
+
+def codes(findings, severities=("warning", "error")):
+    return {f.code for f in findings if f.severity in severities}
+
+
+@pytest.fixture(scope="module")
+def healthy():
+    return check(cfg(), probe_steps=60)
+
+
+def test_healthy_check_has_no_warnings(healthy):
+    assert healthy.healthy, [str(f) for f in healthy.findings]
+    s = healthy.steps
+    assert abs(s["initial_loss"]["loss"] - np.log(10)) < 0.5
+    assert s["overfit"]["train_acc"] == 1.0 and s["gradcheck"]["verdict"] != "wrong"
+    assert 1e-4 < s["lr_range"]["suggested_lr"] < 1.0
+    assert [p["lr"] for p in s["lr_probe"]] == [0.1, 0.01, 0.001, 0.0001]
+
+
+def test_lr_far_too_high():
+    r = check(cfg(**{"optim.name": "sgd", "optim.lr": 1e4, "model.norm": "none"}), probe_steps=40)
+    assert "lr_too_high" in codes(r.findings)
+
+
+def test_lr_far_too_low():
+    r = check(cfg(**{"optim.lr": 1e-8}), probe_steps=60)
+    assert "lr_too_low" in codes(r.findings)
+
+
+def test_small_init_in_deep_tanh_net_vanishes():
+    r = check(cfg(**{"model.hidden": [256] * 6, "model.activation": "tanh", "model.init": "small",
+                     "model.norm": "none"}), probe_steps=20)
+    assert "init_vanishing" in codes(r.findings)
+
+
+def test_very_large_init():
+    tanh = check(cfg(**{"model.hidden": [256] * 4, "model.activation": "tanh", "model.init": "small",
+                        "model.init_kwargs": {"std": 1.0}, "model.norm": "none"}), probe_steps=20)
+    assert "saturation" in codes(tanh.findings)
+    relu = check(cfg(**{"model.hidden": [256] * 4, "model.init": "small", "model.init_kwargs": {"std": 1.0},
+                        "model.norm": "none"}), probe_steps=20)
+    assert {"init_exploding", "initial_loss_mismatch"} <= codes(relu.findings)
+
+
+def test_inputs_not_centred():
+    r = check(cfg(**{"data.preprocess": "none"}), probe_steps=20)
+    assert "data_not_normalized" in codes(r.findings)
+
+
+def test_shuffled_labels(tmp_path):
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    y = np.random.default_rng(0).permutation(d.target)
+    np.savez(tmp_path / "shuffled.npz", x=d.images / 16.0, y=y)
+    r = check(cfg(**{"data.name": "npz", "data.path": str(tmp_path / "shuffled.npz")}), probe_steps=100)
+    assert "label_problem" in codes(r.findings)
+
+
+def _train(tmp_path, **over):
+    run = coach.fit(cfg(**over), run_dir=tmp_path / "run")
+    return diagnose_run(run.dir)
+
+
+def test_healthy_training_has_no_warnings(tmp_path):
+    findings = _train(tmp_path, **{"train.epochs": 8})
+    assert not problems(findings), [str(f) for f in findings]
+
+
+def test_weight_decay_far_too_strong(tmp_path):
+    findings = _train(tmp_path, **{"optim.weight_decay": 1.0, "model.norm": "none", "train.epochs": 6})
+    assert "regularization_too_strong" in codes(findings)
+
+
+def test_model_too_small(tmp_path):
+    findings = _train(tmp_path, **{"model.width": 1, "model.norm": "none", "train.epochs": 8})
+    assert "underfitting" in codes(findings)
+
+
+def test_large_model_tiny_training_set(tmp_path):
+    findings = _train(tmp_path, **{"data.limit": 40, "model.width": 512, "model.depth": 2, "train.epochs": 60,
+                                   "train.batch_size": 20})
+    assert "overfitting" in codes(findings)
+
+
+def test_divergence_in_training(tmp_path):
+    findings = _train(tmp_path, **{"optim.name": "sgd", "optim.lr": 1e12, "model.norm": "none",
+                                   "train.max_rollbacks": 1, "train.max_nonfinite": 2})
+    assert {"lr_too_high", "nonfinite"} <= codes(findings)
+
+
+def test_cli_check_json_and_exit_codes():
+    base = ["data.name=digits", "model.name=mlp", "model.width=32", "optim.lr=0.01", "train.batch_size=64"]
+    p = subprocess.run([sys.executable, "-m", "coach", "check", "--json", "--probe-steps", "30", "--set", *base,
+                        "data.preprocess=none"], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 1, p.stderr
+    found = json.loads(p.stdout)
+    assert any(f["code"] == "data_not_normalized" and f["evidence"] and f["advice"] for f in found)
+    p = subprocess.run([sys.executable, "-m", "coach", "check", "--set", "model.init=nope"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "model.init" in p.stderr

@@ -1,0 +1,61 @@
+"""The run report renders offline in headless Chromium, with its plots."""
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import coach
+from coach.babysit import check
+from coach.report import render_run
+from coach.train.run import write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("report") / "run"
+    cfg = coach.make_config({"data": {"name": "digits"}, "model": {"name": "mlp", "width": 32},
+                             "optim": {"lr": 0.01}, "train": {"epochs": 3, "batch_size": 64, "progress": False,
+                                                              "monitor_every": 5}})
+    d.mkdir(parents=True)
+    write_json(d / "check.json", check(cfg, probe_steps=20).to_dict())
+    coach.fit(cfg, run_dir=d)
+    return d
+
+
+def test_report_is_self_contained(run_dir):
+    page = render_run(run_dir).read_text()
+    assert "Findings" in page and "coach check" in page and "LR range test" in page or "lr range" in page
+    assert page.count("data:image/png;base64,") >= 7  # loss, acc, lr, ratios, 2x activations, LR range
+    assert not re.search(r"(src|href)=[\"']https?://", page)  # nothing fetched from a network
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make test installs it)")
+def test_report_renders_in_headless_chromium(run_dir, tmp_path):
+    path = render_run(run_dir)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([CHROMIUM, *flags, "--virtual-time-budget=5000", "--dump-dom", path.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    plots = re.search(r'data-plots="(\d+)"', dom.stdout)
+    assert plots and int(plots.group(1)) >= 7, dom.stderr[-2000:]
+    shot = tmp_path / "report.png"
+    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,2400", path.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 20_000
+
+
+def test_cli_train_writes_report_and_report_command(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "coach", "train", "--set", "data.name=digits", "model.name=mlp",
+                        "train.epochs=1", "--run-dir", str(tmp_path / "r")], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "r" / "report.html").exists() and "report:" in p.stdout
+    p = subprocess.run([sys.executable, "-m", "coach", "report", str(tmp_path / "r")], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.strip().endswith("report.html")
