@@ -33,7 +33,7 @@ def test_update_ratio_and_records(tmp_path):
     assert abs(records[1]["layers"]["head.weight"]["update_ratio"] - expected) < 1e-6
     acts = records[1]["acts"]
     assert set(acts) == {"features.3", "features.6"} and 0 <= acts["features.3"]["dead"] <= 1
-    assert sum(acts["features.3"]["hist"]) == 256 * 16
+    assert sum(acts["features.3"]["hist"]) == 128 * 16
 
 
 def test_monitoring_does_not_change_training(tmp_path):

@@ -30,12 +30,12 @@ def saturated_fraction(module: nn.Module, out: Tensor) -> float | None:
     return None
 
 
-def dead_fraction(out: Tensor) -> float:
-    """Fraction of units (dim 1) that are exactly zero for every sample and position."""
-    if out.dim() < 2:
+def dead_fraction(zero: Tensor) -> float:
+    """Fraction of units (dim 1) that are zero (zero: a boolean mask) for every sample and position."""
+    if zero.dim() < 2:
         return 0.0
-    per_unit = out.transpose(0, 1).reshape(out.shape[1], -1)
-    return (per_unit == 0).all(dim=1).float().mean().item()
+    per_unit = zero.transpose(0, 1).reshape(zero.shape[1], -1)
+    return per_unit.all(dim=1).float().mean().item()
 
 
 @dataclass
@@ -87,11 +87,14 @@ def activation_stats(m: nn.Module, batch: Tensor, bins: int = 40) -> InitReport:
     def hook(name: str):
         def record(module: nn.Module, _inp: tuple, out: Tensor) -> None:
             o = out.detach().float()
-            lo, hi = o.min().item(), o.max().item()
+            lo_t, hi_t = torch.aminmax(o)
+            lo, hi = lo_t.item(), hi_t.item()
+            std, mean = torch.std_mean(o)
             hist = torch.histc(o, bins=bins, min=lo, max=hi if hi > lo else lo + 1e-6)
-            rows.append(LayerStats(name, type(module).__name__.lower(), o.mean().item(), o.std().item(),
-                                   (o == 0).float().mean().item(), saturated_fraction(module, o),
-                                   dead_fraction(o), [int(v) for v in hist.tolist()], (lo, hi)))
+            zero = o == 0
+            rows.append(LayerStats(name, type(module).__name__.lower(), mean.item(), std.item(),
+                                   zero.float().mean().item(), saturated_fraction(module, o),
+                                   dead_fraction(zero), [int(v) for v in hist.tolist()], (lo, hi)))
         return record
 
     handles = [mod.register_forward_hook(hook(name)) for name, mod in m.named_modules()

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 class Monitor(Callback):
-    def __init__(self, path: Path | None, every: int = 50, probe_size: int = 256):
+    def __init__(self, path: Path | None, every: int = 50, probe_size: int = 128):
         self.path, self.every, self.probe_size = path, every, probe_size
         self.records: list[dict[str, Any]] = []
         self._before: dict[str, torch.Tensor] | None = None
