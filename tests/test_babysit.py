@@ -119,3 +119,33 @@ def test_cli_check_json_and_exit_codes():
     p = subprocess.run([sys.executable, "-m", "coach", "check", "--set", "model.init=nope"], cwd=ROOT,
                        capture_output=True, text=True)
     assert p.returncode == 2 and "model.init" in p.stderr
+
+
+def _image_folder(root):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(12):
+            arr = (rng.random((10, 10, 3)) * 60 + 80 * c).astype(np.uint8)
+            Image.fromarray(arr).save(root / f"class{c}" / f"{i}.png")
+
+
+@pytest.mark.parametrize("source, model", [("mnist1d", "convnet"), ("digits", "resnet"), ("npz", "mlp"),
+                                           ("image-folder", "convnet")])
+def test_check_and_report_on_every_source_and_builder(tmp_path, source, model):
+    over = {"data.name": source, "model.name": model, "model.width": 8, "train.epochs": 2,
+            "optim.lr": 0.003}
+    if source == "npz":
+        x = np.random.default_rng(0).normal(size=(200, 12)).astype(np.float32)
+        np.savez(tmp_path / "v.npz", x=x, y=(x[:, 0] > 0).astype(int))
+        over["data.path"] = str(tmp_path / "v.npz")
+    if source == "image-folder":
+        _image_folder(tmp_path / "imgs")
+        over.update({"data.path": str(tmp_path / "imgs"), "data.image_size": [8, 8], "train.batch_size": 8})
+    c = cfg(**over)
+    result = check(c, probe_steps=10, overfit_steps=60)
+    assert {"data", "init", "initial_loss", "gradcheck", "overfit", "lr_range", "lr_probe"} <= set(result.steps)
+    run = coach.fit(c, run_dir=tmp_path / "run")
+    from coach.report import render_run
+    assert render_run(run.dir).exists() and isinstance(diagnose_run(run.dir), list)

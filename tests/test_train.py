@@ -202,7 +202,7 @@ def test_ddp_two_gloo_processes_match_one(tmp_path):
     assert s["world_size"] == 2
     a = load_file(str(tmp_path / "one/weights/final.safetensors"))
     b = load_file(str(tmp_path / "two/weights/final.safetensors"))
-    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    worst = max((a[k] - b[k]).abs().max().item() for k in a if a[k].numel())
     assert worst < 1e-4, worst  # same global batch, averaged gradients (float sums in another order)
 
 
