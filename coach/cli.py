@@ -149,6 +149,39 @@ def format_check(result) -> str:  # noqa: ANN001
     return "\n".join(lines)
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from coach.evaluate import evaluate_runs, format_table
+
+    result = evaluate_runs(args.runs, tta=args.tta, use_ensemble=args.ensemble, split=args.split,
+                           device=args.device)
+    print(format_table(result))
+    print(f"saved: {Path(args.runs[0]) / f'evaluation-{args.split}.json'}")
+    return 0
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from coach.config import load_config
+    from coach.evaluate import transfer
+
+    overrides = [f"data.name={args.data}"] if args.data else []
+    cfg = load_config(args.config, overrides + list(args.overrides))
+    run = transfer(args.source, cfg, mode=args.mode, run_dir=args.run_dir, gradual=args.gradual,
+                   freeze_bn=args.freeze_bn)
+    return _report_run(run)
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from coach.evaluate import zoo
+
+    rows = zoo(args.roots or None)
+    if not rows:
+        print("no pretrained runs found (looked in runs/ and COACH_ZOO)")
+    for r in rows:
+        print(f"{r['dir']}  {r['data']}  {r['model']}  {r['classes']} classes  input {r['input_shape']}  "
+              f"best {r['best']}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Until the autopilot lands: the default convnet on Fashion-MNIST for a short fixed budget."""
     from coach.config import load_config
@@ -194,6 +227,28 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="write RUN_DIR/report.html (findings and plots, offline)")
     r.add_argument("dir", metavar="RUN_DIR")
     r.set_defaults(func=cmd_report)
+
+    e = sub.add_parser("evaluate", help="accuracy per model and what ensembles, EMA, snapshots and TTA add")
+    e.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    e.add_argument("--tta", default="none", help="none | flip | crops | multiscale | shift (1-D signals)")
+    e.add_argument("--ensemble", action="store_true", help="also average the runs' probabilities")
+    e.add_argument("--split", default="val", help="val (default) or test: the test split is read only when asked")
+    e.add_argument("--device", default="cpu")
+    e.set_defaults(func=cmd_evaluate)
+
+    tr = sub.add_parser("transfer", help="reuse a trained network on new data")
+    tr.add_argument("--from", dest="source", required=True, metavar="RUN_DIR|WEIGHTS")
+    tr.add_argument("--data", help="target data source (same as --set data.name=...)")
+    _add_config_args(tr)
+    tr.add_argument("--mode", default="auto", help="linear | finetune-top | finetune-all | auto")
+    tr.add_argument("--gradual", action="store_true", help="finetune-all: unfreeze one block per epoch from the top")
+    tr.add_argument("--freeze-bn", action="store_true", help="keep batch-norm statistics frozen")
+    tr.add_argument("--run-dir")
+    tr.set_defaults(func=cmd_transfer)
+
+    z = sub.add_parser("zoo", help="list the pretrained runs coach produced on this machine")
+    z.add_argument("roots", nargs="*", help="folders to search (default runs/ and COACH_ZOO)")
+    z.set_defaults(func=cmd_zoo)
 
     m = sub.add_parser("demo", help="the main job on Fashion-MNIST (what `make demo` runs)")
     m.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE")

@@ -86,6 +86,11 @@ class DataConfig(_Section):
     # Only for sources that ship no test split (digits, image folders, npz without x_test).
     test_fraction: float = Field(0.2, gt=0, lt=1)
     limit: int | None = Field(None, gt=0, description="use at most this many training examples")
+    per_class: int | None = Field(None, gt=0, description="use at most this many training examples per class")
+    classes: list[int] | None = Field(None, description="keep only these classes (relabelled 0..k-1 in this order)")
+    # The train/val split has its own seed, so runs with different seeds share one validation set
+    # (ensembles of them are then evaluated honestly).
+    split_seed: int = 0
     preprocess: Literal["none", "mean_image", "channel_mean", "standardize", "pca", "zca"] = "standardize"
     pca_components: float | None = Field(None, gt=0, description="k components (>=1) or variance fraction (<1)")
     zca_epsilon: float = Field(1e-2, gt=0)

@@ -50,12 +50,22 @@ def test_mnist1d_generated_locally():
 
 
 def test_digits_has_a_stable_carved_test_split():
-    a = load_data(DataConfig(name="digits"), seed=1)
-    b = load_data(DataConfig(name="digits"), seed=2)
+    a = load_data(DataConfig(name="digits", split_seed=1))
+    b = load_data(DataConfig(name="digits", split_seed=2))
     assert a.input_shape == (1, 8, 8) and a.num_classes == 10
-    assert (a.test.x == b.test.x).all()  # the test split never depends on the run's seed
-    assert not (a.val.y == b.val.y).all()  # the validation split does
+    assert (a.test.x == b.test.x).all()  # the test split never depends on any seed
+    assert not (a.val.y == b.val.y).all()  # the validation split follows data.split_seed
+    assert (load_data(DataConfig(name="digits"), seed=5).val.y == load_data(DataConfig(name="digits")).val.y).all()
     assert len(a.train) + len(a.val) + len(a.test) == 1797
+
+
+def test_class_subsets_and_per_class_limits():
+    d = load_data(DataConfig(name="digits", classes=[5, 6, 7], per_class=10))
+    assert d.classes == ["5", "6", "7"] and d.num_classes == 3
+    assert np.bincount(d.train.y.numpy()).tolist() == [10, 10, 10]
+    assert set(d.test.y.tolist()) == {0, 1, 2} and len(d.val) > 30
+    with pytest.raises(UserError, match="data.classes"):
+        load_data(DataConfig(name="digits", classes=[3, 12]))
 
 
 def _cifar_batch(n, seed):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -52,10 +53,35 @@ class Data:
         return len(self.classes)
 
 
-def load_data(cfg: DataConfig, seed: int) -> Data:
-    """Load a source, carve a seeded stratified validation split, fit preprocessing on train."""
+def select_classes(raw: RawData, classes: list[int]) -> RawData:
+    """Keep only `classes` (relabelled 0..k-1 in the order given)."""
+    bad = [c for c in classes if not 0 <= c < len(raw.classes)]
+    if bad or len(set(classes)) != len(classes):
+        from coach.errors import UserError
+        raise UserError(f"data.classes: {classes} must be distinct class indices in 0..{len(raw.classes) - 1}")
+    lut = np.full(len(raw.classes), -1)
+    lut[classes] = np.arange(len(classes))
+    tr, te = lut[raw.y_train] >= 0, lut[raw.y_test] >= 0
+    return RawData(raw.kind, raw.x_train[tr], lut[raw.y_train[tr]], raw.x_test[te], lut[raw.y_test[te]],
+                   [raw.classes[c] for c in classes], raw.where)
+
+
+def load_data(cfg: DataConfig, seed: int | None = None) -> Data:
+    """Load a source, carve a stratified validation split (data.split_seed), fit preprocessing
+    on the training split only. `seed` is accepted for compatibility and not used: the split
+    must not depend on the run's seed."""
     raw = load_raw(cfg)
-    keep, held = stratified_split(raw.y_train, cfg.val_fraction, seed)
+    if cfg.classes is not None:
+        raw = select_classes(raw, cfg.classes)
+    keep, held = stratified_split(raw.y_train, cfg.val_fraction, cfg.split_seed)
+    if cfg.per_class is not None:
+        taken = np.zeros(len(raw.classes), dtype=int)
+        mask = []
+        for i in keep:
+            c = raw.y_train[i]
+            mask.append(taken[c] < cfg.per_class)
+            taken[c] += 1
+        keep = keep[np.array(mask, dtype=bool)]
     if cfg.limit is not None:
         keep = keep[: cfg.limit]
     x, y = torch.from_numpy(raw.x_train), torch.from_numpy(raw.y_train)

@@ -103,7 +103,7 @@ def evaluate_model(model: nn.Module, split: Split, device: torch.device | str = 
 
 class Trainer:
     def __init__(self, cfg: Config, data: Data, model: CoachModel, run_dir: Path, device: torch.device,
-                 callbacks: list[Callback] | None = None):
+                 callbacks: list[Callback] | None = None, groups: list[dict[str, Any]] | None = None):
         self.cfg, self.run_dir, self.device = cfg, run_dir, device
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         self.data = data
@@ -113,7 +113,9 @@ class Trainer:
             self.raw_model = self.raw_model.to(memory_format=torch.channels_last)
         self.model: nn.Module = nn.parallel.DistributedDataParallel(self.raw_model) if self.world > 1 \
             else self.raw_model
-        self.opt = build_optimizer(cfg.optim, self.raw_model, cfg.regularize.decay_bias_and_norm)
+        # groups: explicit parameter groups (transfer learning: frozen layers left out, lr_mult per group)
+        self.opt = build_optimizer(cfg.optim, groups if groups is not None else self.raw_model,
+                                   cfg.regularize.decay_bias_and_norm)
         self.decay_params = split_decay(self.raw_model, cfg.regularize.decay_bias_and_norm)[0]
         self.params = [p for p in self.raw_model.parameters() if p.requires_grad]
         self.loss_fn = make_loss(cfg.train.loss, cfg.regularize.label_smoothing)
@@ -388,8 +390,10 @@ def _init_distributed() -> None:
 
 
 def fit(config: Config | None = None, run_dir: str | Path | None = None, resume: str | Path | None = None,
-        data: Data | None = None, callbacks: list[Callback] | None = None) -> Run:
-    """Train a model as the config says; returns the Run. resume: a run directory to continue."""
+        data: Data | None = None, callbacks: list[Callback] | None = None, model: CoachModel | None = None,
+        groups: list[dict[str, Any]] | None = None) -> Run:
+    """Train a model as the config says; returns the Run. resume: a run directory to continue.
+    model/groups: a prebuilt model and its optimizer parameter groups (transfer learning)."""
     _init_distributed()
     if resume is not None:
         run_dir = Path(resume)
@@ -406,13 +410,14 @@ def fit(config: Config | None = None, run_dir: str | Path | None = None, resume:
     ckpt.seed_everything(cfg.seed)
     device = pick_device(cfg.train.device)
     data = data if data is not None else load_data(cfg.data, cfg.seed)
-    model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.regularize, data.preprocess,
-                        batch=data.train.x[:256])
+    if model is None:
+        model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.regularize, data.preprocess,
+                            batch=data.train.x[:256])
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         write_json(run_dir / "model.json", model_spec(model, data.kind, data.classes, data.input_shape))
-    trainer = Trainer(cfg, data, model, run_dir, device, callbacks)
+    trainer = Trainer(cfg, data, model, run_dir, device, callbacks, groups)
     if resume is not None:
         trainer.load_state_dict(ckpt.load(run_dir / "checkpoints" / "last.pt"))
     summary = trainer.run()

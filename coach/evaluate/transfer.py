@@ -1,0 +1,212 @@
+"""Transfer learning (CS231n lectures 6-7): reuse a trained network on new data.
+
+  linear        reinitialize the head for the new classes, freeze everything else
+                (batch-norm statistics too), train the head
+  finetune-top  also train the top third of the feature blocks, at 1/10 of the head's LR
+  finetune-all  train everything, the backbone at 1/10 of the head's LR (discriminative
+                learning rates); optionally unfreezing gradually from the top, one block
+                per epoch, and with frozen batch-norm statistics
+  auto          the lectures' 2x2 advice: little or lots of target data x similar or
+                different data, where similarity is measured: a linear probe on the
+                frozen pretrained features against the same probe on random features
+
+Weights come from a coach run directory, a safetensors file or a plain PyTorch state dict
+(loaded with weights_only=True), never from a network hub; what matched is reported.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from coach.config import Config
+from coach.data import Data, load_data
+from coach.errors import UserError
+from coach.nn.models import CoachModel, build_model
+from coach.train import Callback, Run, fit
+from coach.train.loop import default_callbacks
+from coach.train.run import write_json
+
+MODES = ("linear", "finetune-top", "finetune-all", "auto")
+LITTLE_PER_CLASS = 200  # "very little data": fewer training examples per class than this
+BACKBONE_LR_MULT = 0.1
+
+
+class FrozenBatchNorm(nn.Module):
+    """Batch norm that always uses its running statistics (and never updates them)."""
+
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm):
+        super().__init__()
+        self.eps = bn.eps
+        self.weight, self.bias = bn.weight, bn.bias
+        self.register_buffer("running_mean", bn.running_mean.clone())
+        self.register_buffer("running_var", bn.running_var.clone())
+        self.register_buffer("num_batches_tracked", bn.num_batches_tracked.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+
+def freeze_batchnorm(module: nn.Module) -> nn.Module:
+    for name, child in module.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            setattr(module, name, FrozenBatchNorm(child))
+        else:
+            freeze_batchnorm(child)
+    return module
+
+
+def blocks(model: CoachModel) -> list[nn.Module]:
+    """The feature extractor's parameterized children, bottom to top."""
+    return [m for m in model.features.children() if any(True for _ in m.parameters())]
+
+
+def load_source(source: str | Path, cfg: Config, data: Data) -> tuple[CoachModel, dict[str, Any]]:
+    """The pretrained model, shaped for the target data's inputs, with a report of what loaded."""
+    src = Path(source)
+    if (src / "config.yaml").exists():
+        run = Run.open(src)
+        model = run.load_model("best")
+        if tuple(run.spec["input_shape"]) != tuple(data.input_shape):
+            raise UserError(f"--from {src}: incompatible weights: the source model takes inputs of shape "
+                            f"{tuple(run.spec['input_shape'])}, the target data {tuple(data.input_shape)}")
+        return model.train(), {"source": str(src), "kind": "run", "matched": len(model.state_dict()),
+                               "missing": [], "unexpected": []}
+    if not src.is_file():
+        raise UserError(f"--from {src}: not a run directory, safetensors file or state-dict file")
+    if src.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        state = load_file(str(src))
+    else:
+        from coach.train.checkpoint import load
+        state = load(src)
+        state = state.get("model", state) if isinstance(state, dict) else state
+    model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.regularize, data.preprocess,
+                        batch=data.train.x[:256])
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape and not k.startswith("head.")}
+    if not any(k.startswith("features.") for k in matched):
+        raise UserError(f"--from {src}: incompatible weights: none of its {len(state)} tensors match the feature extractor of model.name="
+                        f"{cfg.model.name} (width {cfg.model.width}, depth {cfg.model.depth}) by name and shape")
+    model.load_state_dict(matched, strict=False)
+    report = {"source": str(src), "kind": src.suffix.lstrip("."), "matched": len(matched),
+              "missing": sorted(k for k in own if k not in matched and not k.startswith("head.")),
+              "unexpected": sorted(k for k in state if k not in own),
+              "shape_mismatch": sorted(k for k in state if k in own and own[k].shape != state[k].shape)}
+    return model, report
+
+
+@torch.no_grad()
+def linear_probe(model: CoachModel, data: Data, limit: int = 2000) -> float:
+    """Validation accuracy of logistic regression on the model's frozen features."""
+    from sklearn.linear_model import LogisticRegression
+
+    model.eval()
+    xt, yt = model.embed(data.train.x[:limit]).numpy(), data.train.y[:limit].numpy()
+    xv, yv = model.embed(data.val.x[:limit]).numpy(), data.val.y[:limit].numpy()
+    clf = LogisticRegression(max_iter=300).fit(xt, yt)
+    return float(clf.score(xv, yv))
+
+
+def choose_mode(model: CoachModel, cfg: Config, data: Data) -> tuple[str, str]:
+    """The lectures' 2x2 table, with similarity measured by linear probes."""
+    per_class = len(data.train) / data.num_classes
+    little = per_class < LITTLE_PER_CLASS
+    pretrained = linear_probe(model, data)
+    torch.manual_seed(cfg.seed)
+    random = linear_probe(build_model(cfg.model.model_copy(update={"init": "kaiming"}), data.input_shape,
+                                      data.num_classes, cfg.regularize, data.preprocess), data)
+    closed = (pretrained - random) / max(1 - random, 1e-6)
+    similar = closed >= 0.25
+    mode = {(True, True): "linear", (True, False): "linear",
+            (False, True): "finetune-top", (False, False): "finetune-all"}[(little, similar)]
+    why = (f"{per_class:.0f} training examples per class ({'little' if little else 'lots of'} data: the line is "
+           f"{LITTLE_PER_CLASS}); a linear probe on the pretrained features reaches {pretrained:.1%} validation "
+           f"accuracy against {random:.1%} on random features, closing {closed:.0%} of the gap to 100% "
+           f"({'similar' if similar else 'different'} data: the line is 25%). ")
+    why += {"linear": "Little data: train only a linear classifier on top, keep the rest frozen"
+                      + ("." if similar else " (little and different data is the hard corner; more data would "
+                                             "help most)."),
+            "finetune-top": "Lots of similar data: fine-tune the top layers too, at a lower learning rate.",
+            "finetune-all": "Lots of different data: fine-tune the whole network, the backbone at 1/10 of "
+                            "the head's learning rate."}[mode]
+    return mode, why
+
+
+class GradualUnfreeze(Callback):
+    """After each validation, unfreeze the next block from the top (Howard & Ruder 2018)."""
+
+    def __init__(self, frozen_top_down: list[nn.Module], weight_decay: float):
+        self.pending, self.weight_decay = list(frozen_top_down), weight_decay
+
+    def on_eval_end(self, t: Any, logs: dict[str, Any]) -> None:
+        if self.pending:
+            block = self.pending.pop(0)
+            params = [p for p in block.parameters()]
+            for p in params:
+                p.requires_grad_(True)
+            t.opt.add_param_group({"params": params, "lr_mult": BACKBONE_LR_MULT, "weight_decay": self.weight_decay})
+
+
+def transfer(source: str | Path, cfg: Config, mode: str = "auto", run_dir: str | Path | None = None,
+             gradual: bool = False, freeze_bn: bool = False, data: Data | None = None) -> Run:
+    if mode not in MODES:
+        raise UserError(f"--mode: {mode!r}; allowed: {', '.join(MODES)}")
+    if (Path(source) / "config.yaml").exists():
+        # the new run directory must describe the architecture it holds: the source's
+        src_cfg = Run.open(source).config
+        cfg = cfg.model_copy(update={"model": src_cfg.model, "regularize": src_cfg.regularize})
+    data = data if data is not None else load_data(cfg.data)
+    model, report = load_source(source, cfg, data)
+    reason = f"mode {mode} was asked for."
+    if mode == "auto":
+        mode, reason = choose_mode(model, cfg, data)
+    print(f"transfer: {reason} -> {mode}")
+    model.reset_head(data.num_classes)
+    model.features.requires_grad_(False)
+    bs = blocks(model)
+    trainable: list[nn.Module] = []
+    if mode == "finetune-top":
+        trainable = bs[-max(1, len(bs) // 3):]
+    elif mode == "finetune-all" and not gradual:
+        trainable = bs
+    for block in trainable:
+        block.requires_grad_(True)
+    if mode == "linear" or freeze_bn:
+        freeze_batchnorm(model.features)
+    wd = cfg.optim.weight_decay
+    groups = [{"params": list(model.head.parameters()), "lr_mult": 1.0, "weight_decay": wd}]
+    backbone = [p for p in model.features.parameters() if p.requires_grad]
+    if backbone:
+        groups.append({"params": backbone, "lr_mult": BACKBONE_LR_MULT, "weight_decay": wd})
+    run_dir = Path(run_dir) if run_dir else None
+    from coach.train.run import default_run_dir
+    run_dir = run_dir or default_run_dir(cfg)
+    callbacks = default_callbacks(cfg, run_dir)
+    if mode == "finetune-all" and gradual:
+        callbacks.append(GradualUnfreeze(list(reversed(bs)), wd))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "transfer.json", {**report, "mode": mode, "reason": reason, "gradual": gradual,
+                                           "freeze_bn": freeze_bn or mode == "linear"})
+    return fit(cfg, run_dir=run_dir, data=data, model=model, groups=groups, callbacks=callbacks)
+
+
+def zoo(roots: list[str | Path] | None = None) -> list[dict[str, Any]]:
+    """Pretrained checkpoints coach produced on this machine: run directories with best weights."""
+    import os
+
+    roots = roots or ["runs"] + [r for r in os.environ.get("COACH_ZOO", "").split(os.pathsep) if r]
+    found = []
+    for root in roots:
+        for summary in sorted(Path(root).glob("**/summary.json")):
+            d = summary.parent
+            if not (d / "weights" / "best.safetensors").exists():
+                continue
+            run = Run.open(d)
+            found.append({"dir": str(d), "data": run.config.data.name, "model": run.config.model.name,
+                          "classes": run.spec["num_classes"], "input_shape": run.spec["input_shape"],
+                          "best": run.summary.get("best", {}).get("value")})
+    return found

@@ -1,0 +1,165 @@
+"""Ensembles, snapshots, EMA, TTA and transfer learning."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+
+import coach
+from coach.errors import UserError
+from coach.evaluate import ensemble, evaluate_runs, freeze_batchnorm, predict_proba, recompute_bn, transfer, views
+from coach.evaluate.tta import check_mode
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = {"data": {"name": "digits"}, "model": {"name": "convnet", "width": 8, "depth": 1, "blocks": 1},
+        "optim": {"lr": 0.01}, "train": {"epochs": 3, "batch_size": 64, "progress": False, "monitor_every": 0}}
+
+
+def cfg(**over):
+    c = coach.make_config(BASE)
+    return c.replace(**over) if over else c
+
+
+class Fixed(nn.Module):
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = torch.tensor(logits)
+
+    def forward(self, x):
+        return self.logits[: len(x)]
+
+
+def test_ensemble_averages_probabilities_then_argmax():
+    a = [[2.0, 0.0, 0.0], [0.0, 0.0, 3.0]]
+    b = [[0.0, 2.5, 0.0], [0.0, 1.0, 0.0]]
+    pa, pb = (predict_proba(Fixed(m), torch.zeros(2, 1)) for m in (a, b))
+    by_hand = (torch.softmax(torch.tensor(a), 1) + torch.softmax(torch.tensor(b), 1)) / 2
+    assert torch.allclose(ensemble([pa, pb]), by_hand)
+    # sample 0: 0.5*(e^2/(e^2+2)) vs 0.5*(e^2.5/(e^2.5+2)) -> class 1 wins the average
+    assert ensemble([pa, pb]).argmax(1).tolist() == [1, 2]
+
+
+def test_tta_views_equal_explicit_crops():
+    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).view(2, 1, 6, 6)
+    v = views(x, "crops", pad=1)
+    xp = F.pad(x, (1, 1, 1, 1))
+    explicit = [xp[..., 0:6, 0:6], xp[..., 0:6, 2:8], xp[..., 2:8, 0:6], xp[..., 2:8, 2:8], xp[..., 1:7, 1:7]]
+    assert len(v) == 10
+    assert all(torch.equal(a, b) for a, b in zip(v[:5], explicit))
+    assert all(torch.equal(a, b.flip(-1)) for a, b in zip(v[5:], explicit))
+    assert torch.equal(v[4], x)  # the centre crop of the padded image is the image
+    assert torch.equal(views(x, "flip")[1], x.flip(-1))
+    ms = views(x, "multiscale")
+    assert len(ms) == 3 and all(m.shape == x.shape for m in ms) and torch.allclose(ms[1], x)
+    s = torch.arange(40.0).view(1, 1, 40)
+    assert [int(t[0, 0, 0]) for t in views(s, "shift")] == [2, 1, 0, 39, 38]
+
+
+def test_tta_mode_must_fit_the_data():
+    with pytest.raises(UserError, match="--tta crops: needs images; this data is signal"):
+        check_mode("crops", "signal")
+    with pytest.raises(UserError, match="--tta shift"):
+        check_mode("shift", "image")
+
+
+def test_recompute_bn_matches_data_statistics():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.BatchNorm1d(3))
+    x = torch.randn(1000, 3) * torch.tensor([1.0, 2.0, 3.0]) + torch.tensor([5.0, -1.0, 0.5])
+    recompute_bn(model, x, batch_size=100)
+    assert torch.allclose(model[0].running_mean, x.mean(0), atol=1e-4)
+    assert torch.allclose(model[0].running_var, x.var(0), rtol=1e-2)
+
+
+def test_frozen_batchnorm_uses_running_statistics():
+    bn = nn.BatchNorm1d(3)
+    bn.running_mean.fill_(2.0)
+    frozen = freeze_batchnorm(nn.Sequential(bn))[0]
+    frozen.train()
+    x = torch.randn(8, 3)
+    assert torch.allclose(frozen(x), (x - 2.0) / torch.sqrt(torch.tensor(1.0 + 1e-5)))
+    assert frozen.running_mean.eq(2.0).all()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    dirs = []
+    for seed in (0, 1):
+        dirs.append(coach.fit(cfg(seed=seed, **{"train.ema": 0.9}), run_dir=root / f"s{seed}").dir)
+    snap = coach.fit(cfg(**{"schedule.name": "cyclic", "schedule.cycles": 3, "train.snapshots": True,
+                            "train.epochs": 6}), run_dir=root / "snap").dir
+    return dirs, snap
+
+
+def test_evaluate_runs_ensemble_ema_snapshots(runs):
+    dirs, snap = runs
+    result = evaluate_runs(dirs + [snap], tta="flip", use_ensemble=True)
+    names = [r["name"] for r in result["rows"]]
+    assert any("EMA weights" in n for n in names) and any("snapshot ensemble of 3" in n for n in names)
+    assert names[-1] == "ensemble of 3 runs" and any(r["tta"] == "flip" for r in result["rows"])
+    assert all(0 <= r["acc"] <= 1 for r in result["rows"])
+    assert (Path(dirs[0]) / "evaluation-val.json").exists()
+    data = coach.load_data(cfg().data)
+    by_hand = ensemble(predict_proba(coach.Run.open(d).load_model("best"), data.val.x) for d in dirs + [snap])
+    ens = next(r for r in result["rows"] if r["name"].startswith("ensemble"))
+    assert ens["acc"] == pytest.approx((by_hand.argmax(1) == data.val.y).float().mean().item())
+
+
+def test_ensemble_rejects_runs_on_different_data(runs, tmp_path):
+    other = coach.fit(cfg(**{"data.classes": [0, 1, 2]}), run_dir=tmp_path / "other").dir
+    with pytest.raises(UserError, match="different data or class counts"):
+        evaluate_runs([runs[0][0], other], use_ensemble=True)
+
+
+def test_transfer_linear_keeps_frozen_weights_bit_identical(tmp_path):
+    source = coach.fit(cfg(**{"data.classes": [0, 1, 2, 3, 4], "train.epochs": 4}), run_dir=tmp_path / "src")
+    before = load_file(str(source.dir / "weights" / "best.safetensors"))
+    target = cfg(**{"data.classes": [5, 6, 7, 8, 9], "data.per_class": 20, "train.epochs": 40, "optim.lr": 0.03})
+    run = transfer(source.dir, target, mode="linear", run_dir=tmp_path / "lin")
+    after = load_file(str(run.dir / "weights" / "final.safetensors"))
+    frozen = [k for k in before if not k.startswith("head.")]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # incl. batch-norm statistics
+    assert after["head.weight"].shape[0] == 5 and run.summary["final"]["val_acc"] > 0.5
+    assert coach.Run.open(run.dir).load_model("best") is not None  # the run directory rebuilds
+
+
+def test_transfer_finetune_and_auto(tmp_path, capsys):
+    source = coach.fit(cfg(**{"data.classes": [0, 1, 2, 3, 4]}), run_dir=tmp_path / "src")
+    target = cfg(**{"data.classes": [5, 6, 7, 8, 9], "data.per_class": 20, "train.epochs": 2})
+    run = transfer(source.dir, target, mode="finetune-all", run_dir=tmp_path / "ft", gradual=True, freeze_bn=True)
+    assert run.summary["status"] == "completed"
+    run = transfer(source.dir, target, mode="auto", run_dir=tmp_path / "auto")
+    out = capsys.readouterr().out
+    assert "examples per class" in out and "linear probe" in out and "-> linear" in out  # 20/class: little data
+
+
+def test_transfer_from_state_dict_reports_keys(tmp_path):
+    source = coach.fit(cfg(**{"data.classes": [0, 1, 2, 3, 4], "train.epochs": 1}), run_dir=tmp_path / "src")
+    state = load_file(str(source.dir / "weights" / "best.safetensors"))
+    torch.save(state, tmp_path / "plain.pt")
+    target = cfg(**{"data.classes": [5, 6, 7], "train.epochs": 1})
+    run = transfer(tmp_path / "plain.pt", target, mode="linear", run_dir=tmp_path / "t")
+    import json
+    report = json.loads((run.dir / "transfer.json").read_text())
+    assert report["matched"] > 0 and report["missing"] == [] and report["mode"] == "linear"
+    with pytest.raises(UserError, match="incompatible weights"):
+        transfer(tmp_path / "plain.pt", cfg(**{"model.name": "mlp"}), mode="linear", run_dir=tmp_path / "bad")
+
+
+def test_cli_evaluate_zoo(runs, tmp_path):
+    dirs, _ = runs
+    p = subprocess.run([sys.executable, "-m", "coach", "evaluate", *map(str, dirs), "--ensemble", "--tta", "crops"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0 and "ensemble of 2 runs" in p.stdout, p.stderr
+    p = subprocess.run([sys.executable, "-m", "coach", "evaluate", str(dirs[0]), "--tta", "shift"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "shift" in p.stderr
+    p = subprocess.run([sys.executable, "-m", "coach", "zoo", str(Path(dirs[0]).parent)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and "digits" in p.stdout
