@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test install data browser clean bench
+.PHONY: demo test install data services clean bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,18 +33,21 @@ data: $(STAMP)
 	  $(PY) -m coach datasets --fetch fashion-mnist; \
 	fi
 
-# Headless Chromium renders the HTML reports in the tests (Debian's package; skipped if unavailable).
-browser:
-	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get install -y -qq chromium >/dev/null 2>&1 || \
-	  (apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null) || \
-	  echo "chromium not installed: report rendering tests will be skipped"; \
+# Servers the tests use, from Debian: headless Chromium renders the HTML reports, PostgreSQL
+# backs multi-machine search. The tests start them on loopback themselves; skipped if absent.
+SERVICES_PKGS := chromium postgresql
+services:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	   ! (command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1); then \
+	  apt-get install -y -qq $(SERVICES_PKGS) >/dev/null 2>&1 || \
+	  (apt-get update -qq >/dev/null && apt-get install -y -qq $(SERVICES_PKGS) >/dev/null) || \
+	  echo "could not install $(SERVICES_PKGS): the tests that need them will be skipped"; \
 	fi
 
 demo: data
 	$(PY) -m coach demo
 
-test: data browser
+test: data services
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -80,9 +80,9 @@ def _rank() -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from coach.report import render_run
+    from coach.report import render
 
-    print(render_run(args.dir))
+    print(render(args.dir))
     return 0
 
 
@@ -170,6 +170,34 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return _report_run(run)
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from coach.config import load_config, parse_duration
+    from coach.search import search, work
+
+    budget = parse_duration(args.budget) if args.budget else None
+    if args.worker:
+        if not args.study:
+            raise UserError("--worker needs --study NAME (and --storage URL)")
+        sweep = Path(args.sweep_dir) if args.sweep_dir else Path("sweeps") / f"worker-{args.study}"
+        work(args.storage, args.study, sweep, args.worker_index, budget)
+        return 0
+    cfg = load_config(args.config, args.overrides)
+    summary = search(cfg, strategy=args.strategy, trials=args.trials, sweep_dir=args.sweep_dir, storage=args.storage,
+                     workers=args.workers, budget=budget, stages=args.stages, pruner=args.pruner, study=args.study)
+    best = summary["best"]
+    sweep_dir = Path(summary["trials"][0]["run_dir"]).parents[1] if summary["trials"] and \
+        summary["trials"][0]["run_dir"] else Path(args.sweep_dir or ".")
+    print(f"{len(summary['trials'])} trials, {summary['compute_steps']} training steps, {summary['time']:.0f}s")
+    for st in summary["stages"]:
+        print(f"  {st['study']}: {st['trials']} trials x {st['epochs']} epochs on {st['space']}"
+              + "".join(f"\n    note: {n}" for n in st["notes"]))
+    if best:
+        print(f"best {summary['monitor']} {best['value']:.4f} with {best['params']} ({best['run_dir']})")
+    from coach.report import render_sweep
+    print(f"command center: {render_sweep(sweep_dir)}")
+    return 0
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from coach.evaluate import zoo
 
@@ -224,8 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--probe-steps", type=int, default=100, help="iterations per LR in the quick probe")
     c.set_defaults(func=cmd_check)
 
-    r = sub.add_parser("report", help="write RUN_DIR/report.html (findings and plots, offline)")
-    r.add_argument("dir", metavar="RUN_DIR")
+    r = sub.add_parser("report", help="write report.html for a run or a sweep (offline page)")
+    r.add_argument("dir", metavar="RUN_DIR|SWEEP_DIR")
     r.set_defaults(func=cmd_report)
 
     e = sub.add_parser("evaluate", help="accuracy per model and what ensembles, EMA, snapshots and TTA add")
@@ -245,6 +273,21 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--freeze-bn", action="store_true", help="keep batch-norm statistics frozen")
     tr.add_argument("--run-dir")
     tr.set_defaults(func=cmd_transfer)
+
+    se = sub.add_parser("search", help="hyperparameter search over the config's search: section")
+    _add_config_args(se)
+    se.add_argument("--strategy", default="random", help="random | grid | coarse-to-fine | tpe")
+    se.add_argument("--trials", type=int, default=20)
+    se.add_argument("--budget", help="stop starting trials after this long, e.g. 20m")
+    se.add_argument("--workers", type=int, default=1, help="processes on this machine")
+    se.add_argument("--storage", help="journal file (default: SWEEP_DIR/journal.log) or postgresql://... URL")
+    se.add_argument("--sweep-dir")
+    se.add_argument("--study", help="study name (default coach)")
+    se.add_argument("--stages", type=int, default=3, help="coarse-to-fine stages")
+    se.add_argument("--pruner", default="asha", help="asha | median | hyperband | none")
+    se.add_argument("--worker", action="store_true", help="join an existing study as one more worker")
+    se.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    se.set_defaults(func=cmd_search)
 
     z = sub.add_parser("zoo", help="list the pretrained runs coach produced on this machine")
     z.add_argument("roots", nargs="*", help="folders to search (default runs/ and COACH_ZOO)")

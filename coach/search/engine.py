@@ -1,0 +1,327 @@
+"""Hyperparameter search on Optuna (CS231n lecture 6, "Hyperparameter Optimization").
+
+The lectures: random search beats grid search (Bergstra & Bengio 2012); sample LR and
+regularization in log space; start wide, train briefly, narrow around what worked and
+train longer ("coarse to fine"). Strategies:
+
+  random          Optuna's RandomSampler over the whole space
+  grid            Optuna's GridSampler (continuous ranges become evenly spaced points)
+  tpe             Optuna's TPESampler (Bergstra et al. 2011), with Hyperband pruning
+  coarse-to-fine  stages of random search, each on ranges narrowed around the previous
+                  stage's best trials (widened where the best sat at an edge), each
+                  training longer
+
+Bad trials stop early: a non-finite loss or a loss above 3x the initial one ends a trial at
+once; successive halving (ASHA), median or Hyperband pruning acts on the validation metric
+at every evaluation. Every trial is an ordinary coach run directory inside the sweep.
+
+Storage: a journal file in the sweep directory (several processes on one machine), or a
+PostgreSQL URL (many machines) with heartbeats, where trials of a dead worker are failed
+and retried with the same parameters. A restarted search continues where it was: the
+trial count is of finished trials, so none is lost and none runs twice.
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from coach.config import Config, load_config, make_config, save_config
+from coach.data import load_data
+from coach.errors import UserError
+from coach.search.space import Dim, grid_points, narrow, parse_space
+from coach.train import Callback, fit
+from coach.train.loop import default_callbacks
+from coach.train.run import write_json
+
+STRATEGIES = ("random", "grid", "tpe", "coarse-to-fine")
+PRUNERS = ("asha", "median", "hyperband", "none")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+# heartbeats and their retry callback are marked experimental in Optuna; they are what we want
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+# ----------------------------------------------------------------------- storage
+def open_storage(url: str | None, sweep_dir: Path) -> optuna.storages.BaseStorage:
+    if url is None or url.startswith("journal:") or url.endswith(".log"):
+        path = Path(url.removeprefix("journal:")) if url else sweep_dir / "journal.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        backend = optuna.storages.journal.JournalFileBackend(str(path))
+        return optuna.storages.JournalStorage(backend)
+    try:
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=2, grace_period=8,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
+            engine_kwargs={"pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
+            if url.startswith("postgresql") else None)
+    except Exception as e:  # sqlalchemy/psycopg2 errors for unreachable or wrong URLs
+        raise UserError(f"--storage {url}: cannot open the storage ({e.__class__.__name__}: "
+                        f"{str(e).splitlines()[0]})") from None
+
+
+# ----------------------------------------------------------------------- a trial
+class TrialGuard(Callback):
+    """Stops a trial at once on divergence; reports the validation metric for pruning."""
+
+    def __init__(self, trial: optuna.Trial, monitor: str):
+        self.trial, self.monitor = trial, monitor
+        self.first: float | None = None
+        self.evals = 0
+
+    def on_step_end(self, t: Any, logs: dict[str, Any]) -> None:
+        if self.first is None:
+            self.first = logs["loss"]
+        elif not math.isfinite(logs["loss"]) or logs["loss"] > 3 * self.first:
+            t.stop_reason = f"diverged: the loss rose to {logs['loss']:.3g}, over 3x its initial {self.first:.3g}"
+
+    def on_eval_end(self, t: Any, logs: dict[str, Any]) -> None:
+        self.evals += 1
+        self.trial.report(logs[self.monitor], step=self.evals)
+        if self.trial.should_prune():
+            t.stop_reason = "pruned"
+
+
+def suggest(trial: optuna.Trial, d: Dim) -> Any:
+    if d.kind in ("loguniform", "uniform"):
+        return trial.suggest_float(d.key, d.low, d.high, log=d.log)
+    if d.kind in ("int", "logint"):
+        return trial.suggest_int(d.key, int(d.low), int(d.high), log=d.log)
+    return trial.suggest_categorical(d.key, list(d.values))
+
+
+def dims_from_attrs(attrs: dict[str, Any]) -> list[Dim]:
+    return [Dim(d["key"], d["kind"], d["low"], d["high"], tuple(d["values"])) for d in attrs["space"]]
+
+
+def dims_to_attrs(dims: list[Dim]) -> list[dict[str, Any]]:
+    return [{"key": d.key, "kind": d.kind, "low": d.low, "high": d.high, "values": list(d.values)} for d in dims]
+
+
+def make_objective(study: optuna.Study, sweep_dir: Path):  # noqa: ANN201
+    attrs = study.user_attrs
+    base = make_config(attrs["config"])
+    dims = dims_from_attrs(attrs)
+    shared_data = None if any(d.key.startswith("data.") for d in dims) else load_data(base.data)
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {d.key: suggest(trial, d) for d in dims}
+        cfg = base.replace(**params, **{"train.epochs": attrs["epochs"], "train.progress": False,
+                                        "train.max_rollbacks": 0, "train.max_nonfinite": 1})
+        run_dir = sweep_dir / "trials" / f"{study.study_name}-{trial.number:04d}"
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+        data = shared_data if shared_data is not None else load_data(cfg.data)
+        guard = TrialGuard(trial, cfg.train.monitor)
+        run = fit(cfg, run_dir=run_dir, data=data, callbacks=default_callbacks(cfg, run_dir) + [guard])
+        s = run.summary
+        trial.set_user_attr("steps", s["steps"])
+        trial.set_user_attr("status", "diverged" if (s["stop_reason"] or "").startswith("diverged") else
+                            "pruned" if s["stop_reason"] == "pruned" else s["status"])
+        if s["stop_reason"] == "pruned":
+            raise optuna.TrialPruned()
+        if trial.user_attrs["status"] == "diverged":
+            return 0.0 if cfg.train.mode == "max" else float("inf")
+        value = s["best"]["value"]
+        return float(value if value is not None else s["final"][cfg.train.monitor])
+
+    return objective
+
+
+def make_sampler(strategy: str, dims: list[Dim], seed: int, grid_per_dim: int) -> optuna.samplers.BaseSampler:
+    if strategy == "grid":
+        return optuna.samplers.GridSampler({d.key: grid_points(d, grid_per_dim) for d in dims}, seed=seed)
+    if strategy == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    return {"asha": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
+            "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+            "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3),
+            "none": lambda: optuna.pruners.NopPruner()}[name]()
+
+
+def recover_dead_trials(study: optuna.Study) -> int:
+    """Journal storage has no heartbeat: trials left RUNNING by a dead process on this
+    machine are failed and queued again with the same parameters."""
+    host, n = socket.gethostname(), 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        pid = t.user_attrs.get("pid")
+        if t.user_attrs.get("host") != host or pid is None or _alive(pid):
+            continue
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+        n += 1
+    return n
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process starts no trial before recovering: a match is a reused pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) is dead too
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def work(storage_url: str | None, study_name: str, sweep_dir: Path, worker: int = 0,
+         timeout: float | None = None) -> None:
+    """One worker: run trials of the study until it has its number of finished trials."""
+    storage = open_storage(storage_url, sweep_dir)
+    try:
+        probe = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        raise UserError(f"--study {study_name}: no such study in the storage") from None
+    attrs = probe.user_attrs
+    dims = dims_from_attrs(attrs)
+    # workers sharing a study must not draw the same random sequence: the seed depends on
+    # the worker and on how many trials exist already (so a restart does not repeat either)
+    seed = attrs["seed"] if attrs["strategy"] == "grid" else \
+        attrs["seed"] * 1000 + worker * 7919 + len(probe.get_trials(deepcopy=False))
+    sampler = make_sampler(attrs["strategy"], dims, seed, attrs["grid_per_dim"])
+    study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler,
+                              pruner=make_pruner(attrs["pruner"]))
+    target = attrs["trials"]
+    objective = make_objective(study, sweep_dir)
+    heartbeat = isinstance(storage, optuna.storages.RDBStorage)
+    start = time.time()
+    while timeout is None or time.time() - start < timeout:
+        # before each trial: fail trials of dead workers (they are queued again), then count
+        if heartbeat:
+            optuna.storages.fail_stale_trials(study)
+        else:
+            recover_dead_trials(study)
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        finished = sum(s in FINISHED for s in states)
+        running, waiting = states.count(TrialState.RUNNING), states.count(TrialState.WAITING)
+        if finished >= target:
+            return
+        if finished + running >= target and not waiting:
+            time.sleep(0.5)  # the rest is running elsewhere; stay to retry it if its worker dies
+            continue
+        study.optimize(objective, n_trials=1, gc_after_trial=False, catch=(RuntimeError, ValueError))
+
+
+def run_workers(storage_url: str | None, study_name: str, sweep_dir: Path, workers: int,
+                timeout: float | None) -> None:
+    if workers <= 1:
+        work(storage_url, study_name, sweep_dir, 0, timeout)
+        return
+    threads = max(1, (os.cpu_count() or 2) // workers)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    url = storage_url or f"journal:{sweep_dir / 'journal.log'}"
+    procs = [subprocess.Popen([sys.executable, "-m", "coach", "search", "--worker", "--storage", url,
+                               "--study", study_name, "--sweep-dir", str(sweep_dir), "--worker-index", str(i)]
+                              + (["--budget", str(timeout)] if timeout else []), env=env) for i in range(workers)]
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        raise UserError(f"search workers exited with {codes}")
+
+
+# ------------------------------------------------------------------ a whole search
+def create_stage(storage: optuna.storages.BaseStorage, name: str, cfg: Config, dims: list[Dim], strategy: str,
+                 trials: int, epochs: int, pruner: str, grid_per_dim: int) -> optuna.Study:
+    direction = "maximize" if cfg.train.mode == "max" else "minimize"
+    study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
+    if "config" not in study.user_attrs:
+        for k, v in {"config": cfg.to_dict(), "space": dims_to_attrs(dims), "strategy": strategy,
+                     "epochs": epochs, "pruner": pruner, "seed": cfg.seed, "grid_per_dim": grid_per_dim}.items():
+            study.set_user_attr(k, v)
+    if study.user_attrs.get("trials") != trials:  # a restart may ask for more (or fewer) trials
+        study.set_user_attr("trials", trials)
+    return study
+
+
+def search(cfg: Config, strategy: str = "random", trials: int = 20, sweep_dir: str | Path | None = None,
+           storage: str | None = None, workers: int = 1, budget: float | None = None, stages: int = 3,
+           pruner: str = "asha", grid_per_dim: int = 3, study: str | None = None) -> dict[str, Any]:
+    """Run (or continue) a search; returns the sweep summary (also written to sweep.json)."""
+    if strategy not in STRATEGIES:
+        raise UserError(f"--strategy: {strategy!r}; allowed: {', '.join(STRATEGIES)}")
+    if pruner not in PRUNERS:
+        raise UserError(f"--pruner: {pruner!r}; allowed: {', '.join(PRUNERS)}")
+    dims = parse_space(cfg.search, cfg)
+    sweep = Path(sweep_dir) if sweep_dir else Path("sweeps") / time.strftime(f"%Y%m%d-%H%M%S-{cfg.data.name}")
+    sweep.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, sweep / "config.yaml")
+    store = open_storage(storage, sweep)
+    name = study or "coach"
+    start = time.time()
+    stage_info: list[dict[str, Any]] = []
+    if strategy != "coarse-to-fine":
+        if strategy == "grid":
+            trials = min(trials, math.prod(len(grid_points(d, grid_per_dim)) for d in dims))
+        create_stage(store, name, cfg, dims, strategy, trials, cfg.train.epochs, pruner, grid_per_dim)
+        run_workers(storage, name, sweep, workers, budget)
+        stage_info.append({"study": name, "space": {d.key: d.describe() for d in dims}, "epochs": cfg.train.epochs,
+                           "trials": trials, "notes": []})
+    else:
+        per_stage = [trials // stages + (1 if i < trials % stages else 0) for i in range(stages)]
+        current = dims
+        for k in range(stages):
+            epochs = max(1, cfg.train.epochs // 2 ** (stages - 1 - k))  # short first, longer later
+            stage_name = f"{name}-stage{k + 1}"
+            st = create_stage(store, stage_name, cfg, current, "random", per_stage[k], epochs, pruner, grid_per_dim)
+            current = dims_from_attrs(st.user_attrs)  # a resumed stage keeps the ranges it started with
+            left = None if budget is None else max(budget - (time.time() - start), 1.0) * per_stage[k] / max(
+                sum(per_stage[k:]), 1)
+            run_workers(storage, stage_name, sweep, workers, left)
+            done = [t for t in st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+            info = {"study": stage_name, "space": {d.key: d.describe() for d in current}, "epochs": epochs,
+                    "trials": per_stage[k], "notes": []}
+            if done and k + 1 < stages:
+                ranked = sorted(done, key=lambda t: t.value, reverse=cfg.train.mode == "max")
+                top = ranked[: max(2, len(ranked) // 4)]
+                narrowed = []
+                for d in current:
+                    nd, note = narrow(d, [t.params[d.key] for t in top if d.key in t.params],
+                                      ranked[0].params.get(d.key, d.low))
+                    narrowed.append(nd)
+                    if note:
+                        info["notes"].append(note)
+                current = narrowed
+            stage_info.append(info)
+    return summarize(store, sweep, cfg, strategy, stage_info, time.time() - start)
+
+
+def summarize(store: optuna.storages.BaseStorage, sweep: Path, cfg: Config, strategy: str,
+              stage_info: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
+    rows = []
+    for info in stage_info:
+        st = optuna.load_study(study_name=info["study"], storage=store)
+        for t in st.get_trials(deepcopy=False):
+            rows.append({"stage": info["study"], "number": t.number, "state": t.state.name, "value": t.value,
+                         "params": t.params, "run_dir": t.user_attrs.get("run_dir"),
+                         "status": t.user_attrs.get("status"), "steps": t.user_attrs.get("steps", 0),
+                         "retry_of": t.user_attrs.get("retry_of")})
+    complete = [r for r in rows if r["state"] == "COMPLETE" and r["value"] is not None]
+    best = (max if cfg.train.mode == "max" else min)(complete, key=lambda r: r["value"]) if complete else None
+    summary = {"strategy": strategy, "stages": stage_info, "trials": rows, "best": best, "time": elapsed,
+               "monitor": cfg.train.monitor, "mode": cfg.train.mode, "compute_steps": sum(r["steps"] for r in rows),
+               "space": {k: str(v) for k, v in cfg.search.items()}}
+    write_json(sweep / "sweep.json", summary)
+    return summary
+
+
+def load_sweep_config(sweep_dir: Path) -> Config:
+    return load_config(sweep_dir / "config.yaml")
