@@ -1,0 +1,84 @@
+"""Search strategies at equal trial budgets: grid vs random vs coarse-to-fine (with ASHA
+early stopping) vs TPE + Hyperband, several seeds; and 2 workers vs 1.
+
+Compute is counted in training steps actually taken (pruned and diverged trials stop early).
+For each strategy: the best validation accuracy, the compute spent, and the compute spent
+until it first matched grid search's best.
+
+    python bench/search.py [--seeds 3] [--trials 16] [--epochs 8]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import coach  # noqa: E402
+from coach.search import search  # noqa: E402
+
+SPACE = {"optim.lr": "loguniform(1e-5, 1.0)", "optim.weight_decay": "loguniform(1e-7, 1e-1)"}
+
+
+def steps_to_reach(summary: dict, target: float) -> int | None:
+    used = 0
+    for t in sorted(summary["trials"], key=lambda t: (t["stage"], t["number"])):
+        used += t["steps"] or 0
+        if t["value"] is not None and t["state"] == "COMPLETE" and t["value"] >= target - 1e-9:
+            return used
+    return None
+
+
+def bench(name: str, over: list[str], args: argparse.Namespace, root: Path) -> None:
+    base = coach.make_config(overrides=[f"data.name={name}", f"train.epochs={args.epochs}", "model.name=mlp",
+                                        "model.width=64", "train.monitor_every=0", "optim.name=adamw", *over])
+    base = base.model_copy(update={"search": SPACE})
+    grid = search(base, "grid", trials=args.trials, sweep_dir=root / f"{name}-grid", pruner="none",
+                  grid_per_dim=round(args.trials ** 0.5))
+    target = grid["best"]["value"]
+    print(f"\n{name}: grid {len(grid['trials'])} trials, best {target:.4f}, compute {grid['compute_steps']} steps")
+    for strategy, pruner in (("random", "asha"), ("coarse-to-fine", "asha"), ("tpe", "hyperband")):
+        bests, spent, reach = [], [], []
+        for seed in range(args.seeds):
+            s = search(base.replace(seed=seed), strategy, trials=args.trials, pruner=pruner, stages=3,
+                       sweep_dir=root / f"{name}-{strategy}-{seed}")
+            bests.append(s["best"]["value"])
+            spent.append(s["compute_steps"])
+            reach.append(steps_to_reach(s, target))
+        hit = [r for r in reach if r is not None]
+        print(f"  {strategy:<15} ({pruner:<9}) best {statistics.mean(bests):.4f} "
+              f"(min {min(bests):.4f}), compute {statistics.mean(spent):.0f} steps "
+              f"({statistics.mean(spent) / grid['compute_steps']:.2f} of grid); reached grid's best in "
+              f"{len(hit)}/{len(reach)} seeds" + (f", after {statistics.mean(hit) / grid['compute_steps']:.2f} of "
+                                                 "grid's compute" if hit else ""))
+
+
+def throughput(args: argparse.Namespace, root: Path) -> None:
+    base = coach.make_config(overrides=["data.name=mnist1d", "train.epochs=4", "model.name=mlp", "model.width=64",
+                                        "train.monitor_every=0"]).model_copy(update={"search": SPACE})
+    rates = {}
+    for workers in (1, 2):
+        t = time.time()
+        search(base, "random", trials=8, workers=workers, pruner="none", sweep_dir=root / f"w{workers}")
+        rates[workers] = 8 / (time.time() - t) * 3600
+    print(f"\nthroughput: 1 worker {rates[1]:.0f} trials/h, 2 workers {rates[2]:.0f} trials/h "
+          f"-> {rates[2] / rates[1]:.2f}x (target >= 1.8x)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--epochs", type=int, default=8)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        bench("mnist1d", [], args, Path(d))
+        bench("fashion-mnist", ["data.limit=5000"], args, Path(d))
+        throughput(args, Path(d))
+
+
+if __name__ == "__main__":
+    main()
