@@ -44,8 +44,9 @@ services:
 	  echo "could not install $(SERVICES_PKGS): the tests that need them will be skipped"; \
 	fi
 
+# The main job: the autopilot on Fashion-MNIST under a 15-minute budget; prints where the report is.
 demo: data
-	$(PY) -m coach demo
+	$(PY) -m coach demo --budget 15m --out runs/demo
 
 test: data services
 	$(PY) -m pytest -q

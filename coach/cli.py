@@ -11,10 +11,6 @@ from pathlib import Path
 
 from coach.errors import UserError
 
-DEMO_OVERRIDES = ["data.name=fashion-mnist", "model.name=convnet", "model.width=32", "train.epochs=3",
-                  "schedule.name=onecycle", "optim.lr=0.003", "augment.crop_padding=2"]
-
-
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="YAML config file (defaults when left out)")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
@@ -198,6 +194,36 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_autopilot(args: argparse.Namespace) -> int:
+    from coach.autopilot import autopilot
+    from coach.config import parse_duration
+
+    if not args.data and not args.resume:
+        raise UserError("--data NAME|PATH is required (or --resume DIR)")
+    result = autopilot(args.data, budget=parse_duration(args.budget), out=args.out, resume=args.resume,
+                       seed=args.seed)
+    if result.get("stopped"):
+        print(f"stopped: {result['stopped']}")
+    else:
+        print(f"test accuracy {result['test_acc']:.4f}; model: {result['model_dir']}")
+    print(f"report: {result['report']}")
+    return 1 if result.get("stopped") else 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from coach.predict import predict
+
+    rows = predict(args.model, args.input, args.weights)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['input']}: {r['class']} ({r['probability']:.1%})")
+    return 0
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from coach.evaluate import zoo
 
@@ -211,19 +237,10 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Until the autopilot lands: the default convnet on Fashion-MNIST for a short fixed budget."""
-    from coach.config import load_config
-    from coach.train import Run, evaluate_model, fit
-
-    cfg = load_config(None, DEMO_OVERRIDES + list(args.overrides))
-    print("coach demo: training a small convnet on Fashion-MNIST "
-          f"({cfg.train.epochs} epochs, {cfg.schedule.name} LR schedule, Adam lr {cfg.optim.lr})")
-    run = fit(cfg, run_dir=args.run_dir)
-    _report_run(run)
-    best = Run.open(run.dir).load_model("best")
-    test = evaluate_model(best, run.data.test)
-    print(f"test accuracy (best-on-validation weights): {test['acc']:.4f}   run directory: {run.dir}")
-    return 0
+    """The main job: the autopilot on Fashion-MNIST under a 15-minute budget."""
+    args.data, args.resume, args.seed = "fashion-mnist", None, 0
+    print(f"coach demo: the autopilot on Fashion-MNIST with a {args.budget} budget (progress per stage below)")
+    return cmd_autopilot(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,13 +306,28 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     se.set_defaults(func=cmd_search)
 
+    a = sub.add_parser("autopilot", help="the whole recipe under a time budget, with a report of every decision")
+    a.add_argument("--data", help="a dataset name (coach datasets), an .npz file or a folder of class folders")
+    a.add_argument("--budget", default="20m", help="total time, e.g. 20m, 90s, 1h")
+    a.add_argument("--out", help="session directory (default autopilot/<time>-<data>)")
+    a.add_argument("--resume", metavar="DIR", help="continue an interrupted session")
+    a.add_argument("--seed", type=int, default=0)
+    a.set_defaults(func=cmd_autopilot)
+
+    pr = sub.add_parser("predict", help="classify an image, a folder of images or an .npz")
+    pr.add_argument("model", metavar="MODEL_DIR", help="a run directory or an autopilot session")
+    pr.add_argument("input", metavar="INPUT")
+    pr.add_argument("--weights", default="best", help="best | final | ema")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=cmd_predict)
+
     z = sub.add_parser("zoo", help="list the pretrained runs coach produced on this machine")
     z.add_argument("roots", nargs="*", help="folders to search (default runs/ and COACH_ZOO)")
     z.set_defaults(func=cmd_zoo)
 
-    m = sub.add_parser("demo", help="the main job on Fashion-MNIST (what `make demo` runs)")
-    m.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
-    m.add_argument("--run-dir")
+    m = sub.add_parser("demo", help="the main job: autopilot on Fashion-MNIST (what `make demo` runs)")
+    m.add_argument("--budget", default="15m")
+    m.add_argument("--out", default="runs/demo")
     m.set_defaults(func=cmd_demo)
     return p
 
