@@ -17,13 +17,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import coach  # noqa: E402
+from coach.autopilot import ema_decay_for  # noqa: E402
 from coach.evaluate import ensemble, evaluate_runs, predict_proba, scores, transfer  # noqa: E402
 
 
 def part1(name: str, over: list[str], tta: str, epochs: int, root: Path) -> None:
     base = coach.make_config(overrides=[f"data.name={name}", f"train.epochs={epochs}", "train.progress=false",
-                                        "train.monitor_every=0", "train.ema=0.998", "schedule.name=cosine", *over])
+                                        "train.monitor_every=0", "schedule.name=cosine", *over])
     data = coach.load_data(base.data)
+    steps = epochs * (len(data.train) // base.train.batch_size)
+    base = base.replace(**{"train.ema": ema_decay_for(steps)})  # an averaging window of ~10% of the run
     dirs = [coach.fit(base.replace(seed=s), run_dir=root / f"{name}-s{s}", data=data).dir for s in range(5)]
     snap = coach.fit(base.replace(**{"schedule.name": "cyclic", "schedule.cycles": 3, "train.snapshots": True}),
                      run_dir=root / f"{name}-snap", data=data).dir
@@ -42,8 +45,10 @@ def part1(name: str, over: list[str], tta: str, epochs: int, root: Path) -> None
 
 
 def part2(epochs: int, limit: int, root: Path) -> None:
-    pre = coach.make_config(overrides=["data.classes=[0,1,2,3,4]", f"data.limit={limit}", f"train.epochs={epochs}",
-                                       "train.progress=false", "train.monitor_every=0"])
+    # the source sees all of classes 0-4 (about 27k training images): transfer needs a real pretraining
+    pre = coach.make_config(overrides=["data.classes=[0,1,2,3,4]", "train.epochs=3", "schedule.name=cosine",
+                                       "optim.lr=0.003", "augment.crop_padding=2", "train.progress=false",
+                                       "train.monitor_every=0"])
     source = coach.fit(pre, run_dir=root / "source").dir
     target = coach.make_config(overrides=["data.classes=[5,6,7,8,9]", "data.per_class=100", "train.epochs=30",
                                           "train.progress=false", "train.monitor_every=0", "optim.lr=0.003"])
