@@ -140,5 +140,5 @@ def grid_points(dim: Dim, per_dim: int) -> list[Any]:
     """Grid search's values: the listed ones, or `per_dim` evenly spaced points (log-spaced for log ranges)."""
     if not dim.numeric:
         return list(dim.values)
-    pts = [dim.from_unit(i / max(per_dim - 1, 1)) for i in range(per_dim)]
+    pts = [min(max(dim.from_unit(i / max(per_dim - 1, 1)), dim.low), dim.high) for i in range(per_dim)]
     return sorted({int(round(p)) for p in pts}) if dim.kind in ("int", "logint") else pts
