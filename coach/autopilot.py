@@ -23,7 +23,6 @@ continues where it stopped (the search and the final training resume themselves)
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -261,7 +260,7 @@ def choose(final_dir: Path, search_info: dict[str, Any], data: Data) -> dict[str
     pick = max(candidates, key=lambda k: candidates[k][0])
     table = {k: v[0] for k, v in candidates.items()}
     return {"candidates": table, "choice": candidates[pick][1],
-            "decision": f"on the validation split: " + ", ".join(f"{k} {v:.4f}" for k, v in table.items())
+            "decision": "on the validation split: " + ", ".join(f"{k} {v:.4f}" for k, v in table.items())
                         + f" -> {pick}"}
 
 
@@ -317,7 +316,7 @@ def render_session(s: Session) -> Path:
         if name in ("check", "curves") and st[name].get("findings"):
             parts.append(findings_html(st[name]["findings"]))
         if name == "search" and (s.out / "sweep" / "sweep.json").exists():
-            parts.append(f"<p><a href='sweep/report.html'>command center: every trial</a></p>")
+            parts.append("<p><a href='sweep/report.html'>command center: every trial</a></p>")
             render(s.out / "sweep")
     if (s.out / "final" / "summary.json").exists():
         render_run(s.out / "final")
