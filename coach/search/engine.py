@@ -118,6 +118,9 @@ def make_objective(study: optuna.Study, sweep_dir: Path):  # noqa: ANN201
         params = {d.key: suggest(trial, d) for d in dims}
         cfg = base.replace(**params, **{"train.epochs": attrs["epochs"], "train.progress": False,
                                         "train.max_rollbacks": 0, "train.max_nonfinite": 1})
+        deadline = study.user_attrs.get("deadline")
+        if deadline:  # a budgeted search: no trial runs past the end of the budget
+            cfg = cfg.replace(**{"train.time_budget": max(deadline - time.time(), 5.0)})
         run_dir = sweep_dir / "trials" / f"{study.study_name}-{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("host", socket.gethostname())
@@ -271,7 +274,9 @@ def search(cfg: Config, strategy: str = "random", trials: int = 20, sweep_dir: s
     if strategy != "coarse-to-fine":
         if strategy == "grid":
             trials = min(trials, math.prod(len(grid_points(d, grid_per_dim)) for d in dims))
-        create_stage(store, name, cfg, dims, strategy, trials, cfg.train.epochs, pruner, grid_per_dim)
+        st = create_stage(store, name, cfg, dims, strategy, trials, cfg.train.epochs, pruner, grid_per_dim)
+        if budget is not None:
+            st.set_user_attr("deadline", time.time() + budget)
         run_workers(storage, name, sweep, workers, budget)
         stage_info.append({"study": name, "space": {d.key: d.describe() for d in dims}, "epochs": cfg.train.epochs,
                            "trials": trials, "notes": []})
@@ -285,6 +290,8 @@ def search(cfg: Config, strategy: str = "random", trials: int = 20, sweep_dir: s
             current = dims_from_attrs(st.user_attrs)  # a resumed stage keeps the ranges it started with
             left = None if budget is None else max(budget - (time.time() - start), 1.0) * per_stage[k] / max(
                 sum(per_stage[k:]), 1)
+            if left is not None:
+                st.set_user_attr("deadline", time.time() + left)
             run_workers(storage, stage_name, sweep, workers, left)
             done = [t for t in st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
             info = {"study": stage_name, "space": {d.key: d.describe() for d in current}, "epochs": epochs,
