@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from coach.optim import cycle_end
+
 if TYPE_CHECKING:
     from coach.train.loop import Trainer
 
@@ -208,7 +210,6 @@ class Snapshots(Callback):
     cycle of schedule.name=cyclic, into checkpoints/snapshots/."""
 
     def on_step_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
-        from coach.optim import cycle_end
         if cycle_end(t.cfg.schedule, t.step - 1, t.total_steps):
             t.save_snapshot()
 

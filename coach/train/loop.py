@@ -184,7 +184,9 @@ class Trainer:
         self.scaler.scale(loss if reg is None else loss + reg).backward()
         self._call("on_before_optimizer_step")
         value = loss.item()
-        if not (math.isfinite(value) and self.grads_finite()):
+        # fp16: overflowing gradients are the loss scaler's business (it skips the step and lowers
+        # its scale); checking them here too would starve it of that signal
+        if not math.isfinite(value) or (not self.scaler.is_enabled() and not self.grads_finite()):
             return None
         self.scaler.step(self.opt)
         self.scaler.update()
