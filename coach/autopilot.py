@@ -34,10 +34,11 @@ from coach.errors import UserError
 from coach.evaluate import ensemble, predict_proba, recompute_bn, scores
 from coach.report.run_report import STYLE, findings_html
 from coach.search import search
-from coach.train import Run, fit
+from coach.train import Callback, Run, fit
 from coach.train.run import rebuild_model, write_json
 
 SHARES = {"check": 0.08, "search": 0.42, "final": 0.42, "evaluate": 0.08}
+TRIAL_OVERHEAD = 0.5  # seconds a trial spends outside its epochs: run directory, model, checkpoints
 KNOWN = ("fashion-mnist", "mnist", "mnist1d", "digits", "cifar10")
 
 
@@ -48,8 +49,27 @@ def data_section(data: str) -> dict[str, Any]:
     if p.suffix == ".npz" and p.is_file():
         return {"name": "npz", "path": str(p)}
     if p.is_dir():
-        return {"name": "image-folder", "path": str(p)}
+        return {"name": "image-folder", "path": str(p), "image_size": folder_image_size(p)}
     raise UserError(f"--data {data}: not a known dataset ({', '.join(KNOWN)}), an .npz file or a folder of images")
+
+
+def folder_image_size(root: Path, default: int = 32, sample: int = 64) -> list[int]:
+    """Small images keep their own size (upscaling only costs time); larger ones are resized
+    to default x default, what a 2-core budget affords. The median of a sample decides."""
+    from PIL import Image, UnidentifiedImageError
+
+    heights, widths = [], []
+    for f in sorted(x for x in root.rglob("*") if x.is_file())[:sample]:
+        try:
+            with Image.open(f) as im:
+                widths.append(im.width)
+                heights.append(im.height)
+        except (UnidentifiedImageError, OSError):
+            continue  # the loader names unreadable files
+    if not heights:
+        return [default, default]
+    mid = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+    return [min(mid(heights), default), min(mid(widths), default)]
 
 
 def starting_config(data_cfg: dict[str, Any], data: Data, seed: int = 0) -> tuple[Config, str]:
@@ -124,8 +144,7 @@ def autopilot(data: str, budget: float = 1200.0, out: str | Path | None = None, 
 
     # 2. the babysitter's checks ---------------------------------------------------------
     if not s.done("check"):
-        probe = 100 if budget >= 600 else 30
-        result = check(cfg, loaded, probe_steps=probe, overfit_steps=200 if budget >= 600 else 60)
+        result = check(cfg, loaded, **check_steps(s.budget * SHARES["check"], _step_seconds(s, loaded, cfg)))
         write_json(out / "check.json", result.to_dict())
         fatal = [f for f in result.findings if f.severity == "error" and f.code in
                  ("label_problem", "gradient_check_failed")]
@@ -149,17 +168,18 @@ def autopilot(data: str, budget: float = 1200.0, out: str | Path | None = None, 
         space["augment.crop_padding"] = "choice([0, 2, 4])"
     if not s.done("search"):
         search_budget = s.budget * SHARES["search"]
-        epoch_cost = _epoch_seconds(s, loaded, cfg)
-        trial_epochs = 2 if epoch_cost * 2 * 9 < search_budget else 1
-        trials = int(max(6, min(24, search_budget / max(epoch_cost * trial_epochs * 0.8, 1e-3))))
-        scfg = cfg.replace(**{"train.epochs": trial_epochs * 2}).model_copy(update={"search": space})
-        summary = search(scfg, "coarse-to-fine", trials=trials, stages=2, sweep_dir=out / "sweep",
-                         budget=search_budget, pruner="asha")
+        plan = plan_search(search_budget, _epoch_seconds(s, loaded, cfg), len(loaded.train))
+        scfg = cfg.replace(**{"train.epochs": plan["epochs"] * 2, "data.limit": plan["limit"]})
+        summary = search(scfg.model_copy(update={"search": space}), "coarse-to-fine", trials=plan["trials"],
+                         stages=2, sweep_dir=out / "sweep", budget=search_budget, pruner="asha")
         best = summary["best"]
-        s.record("search", {"trials": len(summary["trials"]), "best": best, "space": space,
+        subset = f" on a random {plan['limit']} of the {len(loaded.train)} training examples (for speed)" \
+            if plan["limit"] else ""
+        s.record("search", {"trials": len(summary["trials"]), "best": best, "space": space, "plan": plan,
                             "stages": summary["stages"], "decision":
-                                f"{len(summary['trials'])} trials in 2 stages (short, then twice as long); best "
-                                f"val acc {best['value']:.4f} with {best['params']}" if best else
+                                f"{len(summary['trials'])} trials in 2 stages ({plan['epochs']} epochs, then "
+                                f"{plan['epochs'] * 2}){subset}; best val acc {best['value']:.4f} with "
+                                f"{best['params']}" if best else
                                 "no trial finished; keeping the starting configuration"})
     sd = s.done("search")
     best_params = sd["best"]["params"] if sd["best"] else {}
@@ -167,20 +187,10 @@ def autopilot(data: str, budget: float = 1200.0, out: str | Path | None = None, 
 
     # 5. read the curves of the best trial ------------------------------------------------
     if not s.done("curves"):
-        reactions, findings = [], []
+        findings = []
         if sd["best"] and sd["best"].get("run_dir") and Path(sd["best"]["run_dir"]).exists():
             findings = diagnose_run(sd["best"]["run_dir"])
-        codes = {f.code for f in findings}
-        over: dict[str, Any] = {}
-        if "overfitting" in codes:
-            over["regularize.dropout"] = min(final_cfg.regularize.dropout + 0.1, 0.6)
-            if loaded.kind == "image":
-                over["augment.hflip"] = False  # not assumed safe for unknown images; crops are
-                over["augment.crop_padding"] = max(final_cfg.augment.crop_padding, 2)
-            reactions.append("the best trial overfits: dropout +0.1 and random crops")
-        if "underfitting" in codes:
-            over["model.width"] = final_cfg.model.width * 2
-            reactions.append("the best trial underfits: twice the width")
+        over, reactions = react({f.code for f in findings}, final_cfg, loaded.kind)
         s.record("curves", {"findings": [f.to_dict() for f in findings], "overrides": over,
                             "decision": "; ".join(reactions) or "the best trial's curves look healthy: no change"})
     final_cfg = final_cfg.replace(**s.done("curves")["overrides"])
@@ -188,19 +198,21 @@ def autopilot(data: str, budget: float = 1200.0, out: str | Path | None = None, 
     # 6. the final model ------------------------------------------------------------------
     final_dir = out / "final"
     if not s.done("final"):
-        time_left = s.left() - s.budget * SHARES["evaluate"]
+        time_left = s.left() - _evaluation_seconds(s, loaded, final_cfg)
         epoch_cost = _epoch_seconds(s, loaded, final_cfg)
-        epochs = int(max(1, min(60, time_left / max(epoch_cost, 1e-3))))
+        epochs = final_epochs(time_left, epoch_cost)
         steps = epochs * max(len(loaded.train) // final_cfg.train.batch_size, 1)
         final_cfg = final_cfg.replace(**{"train.epochs": epochs, "train.ema": ema_decay_for(steps),
-                                         "train.time_budget": max(time_left, 10.0), "train.monitor_every": 50})
+                                         "train.time_budget": max(time_left, 10.0), "train.fit_to_budget": True,
+                                         "train.monitor_every": 50})
         if (final_dir / "checkpoints" / "last.pt").exists() and not (final_dir / "summary.json").exists():
             run = fit(resume=final_dir)
         else:
             run = fit(final_cfg, run_dir=final_dir, data=loaded)
         s.record("final", {"epochs": epochs, "summary": run.summary,
                            "decision": f"trained {run.summary['epochs']:.1f} epochs (planned {epochs} from "
-                                       f"{epoch_cost:.1f}s/epoch) with cosine decay and EMA; best val acc "
+                                       f"{epoch_cost:.2g}s/epoch, the schedule fitted to the {time_left:.0f}s left) "
+                                       f"with cosine decay and EMA; best val acc "
                                        f"{run.summary['best']['value']:.4f}"})
 
     # 6b. what helps, decided on the validation split -------------------------------------
@@ -209,23 +221,94 @@ def autopilot(data: str, budget: float = 1200.0, out: str | Path | None = None, 
     return finish(s, final_dir, loaded)
 
 
+def plan_search(budget: float, epoch_seconds: float, n_train: int) -> dict[str, Any]:
+    """How long the search trials train, on how much data, and how many there are.
+
+    The lectures: many short trials first. Two stages (stage 2 trains twice as long) cost
+    about 1.5 x trials x (stage-1 epochs + a start-up of ~0.5 s); ASHA stops about a third of them early. Stage 1
+    trains 1-5 epochs, as long as 16 trials still fit; when not even 16 one-epoch trials fit
+    (big data on a small machine), the trials train on a random subset of the training
+    split, never under 2,000 examples (validation stays whole, so trials compare fairly)."""
+    fraction = min(1.0, budget / (16 * 1.5 * max(epoch_seconds, 1e-6)))
+    limit = None if fraction >= 1.0 or n_train <= 2000 else max(2000, int(n_train * fraction))
+    cost = epoch_seconds * (limit or n_train) / n_train
+    epochs = int(min(5, max(1, budget / (16 * 1.5 * max(cost, 1e-6)))))
+    trials = int(min(48, max(6, 1.3 * budget / (1.5 * (epochs * cost + TRIAL_OVERHEAD)))))
+    return {"epochs": epochs, "trials": trials, "limit": limit}
+
+
+def react(codes: set[str], cfg: Config, kind: str) -> tuple[dict[str, Any], list[str]]:
+    """The lectures' reactions to the best trial's curves: overfitting -> more regularization
+    (and random crops for images); underfitting -> a bigger model."""
+    over: dict[str, Any] = {}
+    reactions = []
+    if "overfitting" in codes:
+        over["regularize.dropout"] = round(min(cfg.regularize.dropout + 0.1, 0.6), 3)
+        if kind == "image":
+            over["augment.crop_padding"] = max(cfg.augment.crop_padding, 2)
+        reactions.append("the best trial overfits: dropout +0.1" + (" and random crops" if kind == "image" else ""))
+    if "underfitting" in codes:
+        over["model.width"] = cfg.model.width * 2
+        reactions.append("the best trial underfits: twice the width")
+    return over, reactions
+
+
+def final_epochs(seconds: float, epoch_seconds: float) -> int:
+    """Epochs that fill the time left (the cosine schedule needs the count up front). Planned
+    a little long on purpose: the run's fit_to_budget shortens the schedule to the pace it
+    measures, which only ever shrinks it."""
+    return int(max(1, min(300, seconds / max(0.85 * epoch_seconds, 1e-3))))
+
+
 def ema_decay_for(steps: int) -> float:
     """An averaging window of about the last 10% of training: a fixed 0.999 on a short run
     would mostly average the early, poor weights."""
     return min(0.9999, max(0.9, 1.0 - 1.0 / max(0.1 * steps, 10.0)))
 
 
+def check_steps(budget: float, step_seconds: float) -> dict[str, int]:
+    """Step counts for the babysitter's checks that fit their share of the budget: the LR
+    range test and the five LR probes cost ~7 x probe_steps training steps, overfitting a
+    sample of 100 (batches of 20) about as much again at a fifth of the batch."""
+    probe = int(min(100, max(10, budget / (8.5 * max(step_seconds, 1e-6)))))
+    return {"probe_steps": probe, "range_steps": min(100, max(20, 2 * probe)),
+            "overfit_steps": min(300, max(30, 3 * probe))}
+
+
+class _StepTimer(Callback):
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_step_end(self, t: Any, logs: dict[str, Any]) -> None:
+        self.times.append(time.perf_counter())
+
+
+def _step_seconds(s: Session, data: Data, cfg: Config) -> float:
+    """Seconds per training step of this model: the median step of a 30-step probe run (the
+    first steps are slow while memory is allocated), cached per width."""
+    timed = s.state.get("step_seconds", {})
+    if str(cfg.model.width) not in timed:
+        epochs = -(-30 // max(len(data.train) // cfg.train.batch_size, 1))  # 30 steps even on tiny data
+        timer = _StepTimer()
+        fit(cfg.replace(**{"train.max_steps": 30, "train.epochs": epochs, "train.eval_every": 10**6}),
+            run_dir=s.out / "probe", data=data, callbacks=[timer])
+        gaps = sorted(b - a for a, b in zip(timer.times[5:], timer.times[6:]))
+        timed[str(cfg.model.width)] = gaps[len(gaps) // 2]
+        s.state["step_seconds"] = timed
+    return timed[str(cfg.model.width)]
+
+
 def _epoch_seconds(s: Session, data: Data, cfg: Config) -> float:
-    """Measured from the search trials when there are some; otherwise a short probe run."""
-    timed = s.state.get("epoch_seconds")
-    if timed and timed.get("width") == cfg.model.width:
-        return timed["seconds"]
-    probe = fit(cfg.replace(**{"train.max_steps": 20, "train.epochs": 1, "train.eval_every": 10**6}),
-                run_dir=s.out / "probe", data=data)
-    per_step = probe.summary["time"] / max(probe.summary["steps"], 1)
-    seconds = per_step * max(len(data.train) // cfg.train.batch_size, 1) * 1.15  # + validation
-    s.state["epoch_seconds"] = {"width": cfg.model.width, "seconds": seconds}
-    return seconds
+    """A training pass plus a validation pass (forward only: about a third of a step per batch)."""
+    batches = max(len(data.train) // cfg.train.batch_size, 1) + len(data.val) / cfg.train.batch_size / 3
+    return _step_seconds(s, data, cfg) * batches
+
+
+def _evaluation_seconds(s: Session, data: Data, cfg: Config) -> float:
+    """Time kept for stage 6b and the test: a few forward passes over train (batch-norm
+    recompute for EMA), validation (each candidate) and test; never more than its share."""
+    passes = (len(data.train) + 8 * len(data.val) + 3 * len(data.test)) / cfg.train.batch_size / 3
+    return min(s.budget * SHARES["evaluate"], max(5.0, 2 * passes * _step_seconds(s, data, cfg)))
 
 
 def choose(final_dir: Path, search_info: dict[str, Any], data: Data) -> dict[str, Any]:

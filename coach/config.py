@@ -184,6 +184,8 @@ class TrainConfig(_Section):
     max_steps: int | None = Field(None, ge=1)
     batch_size: int = Field(128, ge=1)
     time_budget: float | None = Field(None, gt=0, description="seconds, or '90s', '20m', '1h'")
+    fit_to_budget: bool = Field(False, description="with time_budget: shorten the LR schedule so it ends within "
+                                                   "the budget (re-planned at each evaluation), not just stop")
     loss: str = "cross_entropy"
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"

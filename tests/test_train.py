@@ -69,6 +69,14 @@ def test_early_stopping_and_time_budget(tmp_path):
     assert run.summary["steps"] < run.summary["total_steps"] or "early" in (run.summary["stop_reason"] or "")
     run = coach.fit(cfg(**{"train.epochs": 100000, "train.time_budget": 1}), run_dir=tmp_path / "b")
     assert "time budget" in run.summary["stop_reason"] and run.summary["steps"] < run.summary["total_steps"]
+    # fit_to_budget: the cosine horizon shrinks to what the budget affords, so the LR decays
+    # to (nearly) zero inside the budget rather than being cut off at its peak
+    run = coach.fit(cfg(**{"train.epochs": 100000, "train.time_budget": 2, "train.fit_to_budget": True,
+                           "schedule.name": "cosine", "train.eval_every": 5}), run_dir=tmp_path / "c")
+    s = run.summary
+    assert s["steps"] < 100000 and s["total_steps"] < 100000 * 21
+    lrs = [r["lr"] for r in Run.open(tmp_path / "c").metrics() if r["type"] == "eval"]
+    assert lrs[-1] < 0.1 * 0.01 and max(lrs) > 0.5 * 0.01
 
 
 def test_snapshots_at_cycle_ends(tmp_path):

@@ -319,8 +319,9 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else math.nan
 
 
-def check_learning_rate(cfg: Config, data: Data, out: CheckResult, probe_steps: int = 100) -> None:
-    sweep = lr_range_test(cfg, data)
+def check_learning_rate(cfg: Config, data: Data, out: CheckResult, probe_steps: int = 100,
+                        range_steps: int = 100) -> None:
+    sweep = lr_range_test(cfg, data, steps=range_steps)
     lrs = tuple(sorted(set(PROBE_LRS) | {cfg.optim.lr}, reverse=True))
     probe = lr_probe(cfg, data, lrs, probe_steps)
     out.steps["lr_range"] = sweep
@@ -353,8 +354,11 @@ def check_learning_rate(cfg: Config, data: Data, out: CheckResult, probe_steps: 
 
 
 # --------------------------------------------------------------------------- all
-def check(cfg: Config, data: Data | None = None, probe_steps: int = 100, overfit_steps: int = 300) -> CheckResult:
-    """Run the babysitting checklist on cfg; returns findings and what each step measured."""
+def check(cfg: Config, data: Data | None = None, probe_steps: int = 100, overfit_steps: int = 300,
+          range_steps: int = 100) -> CheckResult:
+    """Run the babysitting checklist on cfg; returns findings and what each step measured.
+    The step counts bound its cost: about range_steps + 5 x probe_steps training steps, and
+    overfit_steps on batches of 20."""
     seed_everything(cfg.seed)
     data = data if data is not None else load_data(cfg.data, cfg.seed)
     batch = data.train.x[: min(256, len(data.train))]
@@ -369,5 +373,5 @@ def check(cfg: Config, data: Data | None = None, probe_steps: int = 100, overfit
     if not check_gradients(model, data, out):
         return out  # training with wrong gradients is meaningless
     check_overfit(cfg, data, out, init_findings, max_steps=overfit_steps)
-    check_learning_rate(cfg, data, out, probe_steps)
+    check_learning_rate(cfg, data, out, probe_steps, range_steps)
     return out

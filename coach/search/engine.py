@@ -227,15 +227,33 @@ def work(storage_url: str | None, study_name: str, sweep_dir: Path, worker: int 
 
 def run_workers(storage_url: str | None, study_name: str, sweep_dir: Path, workers: int,
                 timeout: float | None) -> None:
+    """N workers on this machine: this process is worker 0, the others are child processes.
+
+    The cores are shared out (each worker gets cores // N torch threads): small models gain
+    little from a second thread, so N one-thread workers run ~N times the trials per hour.
+    Worker 0 in this process saves one start-up (importing torch, loading the data)."""
     if workers <= 1:
         work(storage_url, study_name, sweep_dir, 0, timeout)
         return
+    import torch
+
     threads = max(1, (os.cpu_count() or 2) // workers)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     url = storage_url or f"journal:{sweep_dir / 'journal.log'}"
     procs = [subprocess.Popen([sys.executable, "-m", "coach", "search", "--worker", "--storage", url,
                                "--study", study_name, "--sweep-dir", str(sweep_dir), "--worker-index", str(i)]
-                              + (["--budget", str(timeout)] if timeout else []), env=env) for i in range(workers)]
+                              + (["--budget", str(timeout)] if timeout else []), env=env)
+             for i in range(1, workers)]
+    own_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        work(storage_url, study_name, sweep_dir, 0, timeout)
+    except BaseException:
+        for p in procs:  # an interrupted search takes its workers down with it; a restart resumes
+            p.terminate()
+        raise
+    finally:
+        torch.set_num_threads(own_threads)
     codes = [p.wait() for p in procs]
     if any(codes):
         raise UserError(f"search workers exited with {codes}")

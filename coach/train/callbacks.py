@@ -195,14 +195,40 @@ class EMA(Callback):
 
 
 class TimeBudget(Callback):
-    """Stop once the run (all its sessions, resumed ones included) has used `seconds`."""
+    """Stop once the run (all its sessions, resumed ones included) has used `seconds`.
 
-    def __init__(self, seconds: float):
-        self.seconds = seconds
+    fit=True also fits the schedule's horizon to the budget: at each evaluation the steps
+    affordable at the pace so far are projected, and the run's total steps become that
+    (never more than planned), so a decaying LR reaches its end within the budget instead of
+    being cut off half-way. Early paces include start-up, so the horizon may grow back as
+    the estimate improves. Single process only (DDP ranks would disagree)."""
+
+    def __init__(self, seconds: float, fit: bool = False):
+        self.seconds, self.fit = seconds, fit
+        self.total: int | None = None
+        self.planned = 0
+
+    def on_train_begin(self, t: "Trainer") -> None:
+        self.planned = t.total_steps  # from the config, on a resume too
+        if self.total is not None:  # resumed: keep the fitted horizon
+            t.total_steps = min(t.total_steps, self.total)
 
     def on_step_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
         if t.elapsed() >= self.seconds:
             t.stop_reason = f"time budget of {self.seconds:.0f}s used"
+
+    def on_eval_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+        used = t.elapsed()
+        if not self.fit or t.world > 1 or t.step == 0 or used <= 0:
+            return
+        affordable = t.step + int((self.seconds - used) * t.step / used * 0.98)  # 2% margin for the end
+        t.total_steps = self.total = min(self.planned, max(affordable, t.step + 1))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"total": self.total}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.total = state.get("total")
 
 
 class Snapshots(Callback):

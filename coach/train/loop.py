@@ -379,7 +379,7 @@ def default_callbacks(cfg: Config, run_dir: Path, rank: int = 0) -> list[Callbac
     if t.early_stopping:
         cbs.append(EarlyStopping(t.monitor, t.mode, t.early_stopping))
     if t.time_budget:
-        cbs.append(TimeBudget(t.time_budget))
+        cbs.append(TimeBudget(t.time_budget, t.fit_to_budget))
     return cbs
 
 
