@@ -61,7 +61,7 @@ def throughput(args: argparse.Namespace, root: Path) -> None:
     # loading the data) is what gets measured, not the trials
     base = coach.make_config(overrides=["data.name=mnist1d", "train.epochs=40", "model.name=mlp", "model.width=64",
                                         "train.monitor_every=0"]).model_copy(update={"search": SPACE})
-    rates, n = {}, 16
+    rates, n = {}, 24
     for workers in (1, 2):
         t = time.time()
         search(base, "random", trials=n, workers=workers, pruner="none", sweep_dir=root / f"w{workers}")
@@ -76,11 +76,12 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--only-throughput", action="store_true")
+    ap.add_argument("--only", choices=["mnist1d", "fashion-mnist"], help="one dataset (and the throughput)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        if not args.only_throughput:
-            bench("mnist1d", [], args, Path(d))
-            bench("fashion-mnist", ["data.limit=5000"], args, Path(d))
+        for name, over in (("mnist1d", []), ("fashion-mnist", ["data.limit=5000"])):
+            if not args.only_throughput and args.only in (None, name):
+                bench(name, over, args, Path(d))
         throughput(args, Path(d))
 
 

@@ -15,6 +15,7 @@ import pytest
 import coach
 from coach.errors import UserError
 from coach.search import narrow, parse_dim, parse_space, search
+from coach.search.engine import stage_epochs
 from coach.search.space import grid_points
 from tests.conftest import chromium_plots, needs_chromium
 
@@ -106,7 +107,8 @@ def test_command_center_renders(tmp_path):
 
 def test_coarse_to_fine_stages_train_longer(tmp_path):
     s = search(cfg(**{"train.epochs": 4}), "coarse-to-fine", trials=9, stages=3, sweep_dir=tmp_path / "c2f")
-    assert [st["epochs"] for st in s["stages"]] == [1, 2, 4]
+    assert [st["epochs"] for st in s["stages"]] == [2, 2, 4]
+    assert stage_epochs(6, 3) == [2, 3, 6] and stage_epochs(2, 2) == [1, 2] and stage_epochs(16, 3) == [4, 8, 16]
     assert len(finished(s)) == 9
     lr1 = parse_dim("optim.lr", s["stages"][0]["space"]["optim.lr"])
     lr3 = parse_dim("optim.lr", s["stages"][2]["space"]["optim.lr"])

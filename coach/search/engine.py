@@ -302,7 +302,7 @@ def search(cfg: Config, strategy: str = "random", trials: int = 20, sweep_dir: s
         per_stage = [trials // stages + (1 if i < trials % stages else 0) for i in range(stages)]
         current = dims
         for k in range(stages):
-            epochs = max(1, cfg.train.epochs // 2 ** (stages - 1 - k))  # short first, longer later
+            epochs = stage_epochs(cfg.train.epochs, stages)[k]
             stage_name = f"{name}-stage{k + 1}"
             st = create_stage(store, stage_name, cfg, current, "random", per_stage[k], epochs, pruner, grid_per_dim)
             current = dims_from_attrs(st.user_attrs)  # a resumed stage keeps the ranges it started with
@@ -327,6 +327,14 @@ def search(cfg: Config, strategy: str = "random", trials: int = 20, sweep_dir: s
                 current = narrowed
             stage_info.append(info)
     return summarize(store, sweep, cfg, strategy, stage_info, time.time() - start)
+
+
+def stage_epochs(epochs: int, stages: int) -> list[int]:
+    """Coarse-to-fine trains short first and longer later: the epoch count halves per stage
+    back from the last. Never under 2 epochs once the last stage has 4 or more: one epoch is
+    mostly warm-up, and its ranking of slow learners is noise."""
+    floor = 2 if epochs >= 4 else 1
+    return [max(floor, epochs // 2 ** (stages - 1 - k)) for k in range(stages)]
 
 
 def summarize(store: optuna.storages.BaseStorage, sweep: Path, cfg: Config, strategy: str,
