@@ -57,11 +57,12 @@ def bench(name: str, over: list[str], args: argparse.Namespace, root: Path) -> N
 
 
 def throughput(args: argparse.Namespace, root: Path) -> None:
-    # trials of a few seconds each: with sub-second trials the workers' start-up (importing torch,
-    # loading the data) is what gets measured, not the trials
+    # trials/hour is a steady-state rate: 48 trials of a few seconds each, so the second worker's
+    # start-up (importing torch, loading the data: ~2 s) and the last trial's tail weigh as they
+    # would in a search of some minutes, not dominate it
     base = coach.make_config(overrides=["data.name=mnist1d", "train.epochs=40", "model.name=mlp", "model.width=64",
                                         "train.monitor_every=0"]).model_copy(update={"search": SPACE})
-    rates, n = {}, 24
+    rates, n = {}, 48
     for workers in (1, 2):
         t = time.time()
         search(base, "random", trials=n, workers=workers, pruner="none", sweep_dir=root / f"w{workers}")

@@ -74,8 +74,10 @@ def open_storage(url: str | None, sweep_dir: Path) -> optuna.storages.BaseStorag
 class TrialGuard(Callback):
     """Stops a trial at once on divergence; reports the validation metric for pruning."""
 
-    def __init__(self, trial: optuna.Trial, monitor: str):
-        self.trial, self.monitor = trial, monitor
+    def __init__(self, trial: optuna.Trial, monitor: str, report: bool = True):
+        # report=False without a pruner: each report is a locked write to the shared storage,
+        # and on a journal file two workers contending for its lock back off for up to a second
+        self.trial, self.monitor, self.report = trial, monitor, report
         self.first: float | None = None
         self.evals = 0
 
@@ -87,6 +89,8 @@ class TrialGuard(Callback):
 
     def on_eval_end(self, t: Any, logs: dict[str, Any]) -> None:
         self.evals += 1
+        if not self.report:
+            return
         self.trial.report(logs[self.monitor], step=self.evals)
         if self.trial.should_prune():
             t.stop_reason = "pruned"
@@ -126,7 +130,7 @@ def make_objective(study: optuna.Study, sweep_dir: Path):  # noqa: ANN201
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
         data = shared_data if shared_data is not None else load_data(cfg.data)
-        guard = TrialGuard(trial, cfg.train.monitor)
+        guard = TrialGuard(trial, cfg.train.monitor, report=attrs["pruner"] != "none")
         run = fit(cfg, run_dir=run_dir, data=data, callbacks=default_callbacks(cfg, run_dir) + [guard])
         s = run.summary
         trial.set_user_attr("steps", s["steps"])
@@ -220,7 +224,7 @@ def work(storage_url: str | None, study_name: str, sweep_dir: Path, worker: int 
         if finished >= target:
             return
         if finished + running >= target and not waiting:
-            time.sleep(0.5)  # the rest is running elsewhere; stay to retry it if its worker dies
+            time.sleep(0.2)  # the rest is running elsewhere; stay to retry it if its worker dies
             continue
         study.optimize(objective, n_trials=1, gc_after_trial=False, catch=(RuntimeError, ValueError))
 
