@@ -139,3 +139,13 @@ def test_end_to_end_on_an_image_folder(tmp_path):
     assert result["time"] <= 25 * 1.05 + 3
     rows = predict(tmp_path / "ap" / "final", tmp_path / "shapes" / "vertical")
     assert len(rows) == 40 and sum(r["class"] == "vertical" for r in rows) >= 20
+
+
+def test_end_to_end_on_an_npz(tmp_path):
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    np.savez(tmp_path / "digits.npz", x=(d.images / 16.0).reshape(len(d.images), -1), y=d.target)
+    result = autopilot(str(tmp_path / "digits.npz"), budget=20, out=tmp_path / "ap")
+    state = json.loads((tmp_path / "ap" / "state.json").read_text())
+    assert state["stages"]["setup"]["data"]["kind"] == "vector" and "MLP" in state["stages"]["setup"]["decision"]
+    assert result["test_acc"] > 0.85 and result["time"] <= 20 * 1.05 + 3
