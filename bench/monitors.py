@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import coach  # noqa: E402
+from coach.train.callbacks import StepClock  # noqa: E402
 from coach.train.loop import default_callbacks  # noqa: E402
-from overhead import StepClock  # noqa: E402
 
 
 def mean_step(cfg, data, steps: int, every: int) -> float:

@@ -22,16 +22,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import coach  # noqa: E402
-from coach.train import Callback  # noqa: E402
+from coach.train.callbacks import StepClock  # noqa: E402
 from coach.train.loop import default_callbacks  # noqa: E402
-
-
-class StepClock(Callback):
-    def __init__(self):
-        self.times: list[float] = []
-
-    def on_step_end(self, t, logs):
-        self.times.append(time.perf_counter())
 
 
 def diffs(times: list[float], skip: int = 10) -> list[float]:

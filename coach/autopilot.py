@@ -23,6 +23,7 @@ continues where it stopped (the search and the final training resume themselves)
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ from coach.errors import UserError
 from coach.evaluate import ensemble, predict_proba, recompute_bn, scores
 from coach.report.run_report import STYLE, findings_html
 from coach.search import search
-from coach.train import Callback, Run, fit
+from coach.train import Run, fit
+from coach.train.callbacks import StepClock
 from coach.train.run import rebuild_model, write_json
 
 SHARES = {"check": 0.08, "search": 0.42, "final": 0.42, "evaluate": 0.08}
@@ -227,8 +229,9 @@ def plan_search(budget: float, epoch_seconds: float, n_train: int) -> dict[str, 
     """How long the search trials train, on how much data, and how many there are.
 
     The lectures: many short trials first. Two stages (stage 2 trains twice as long) cost
-    about 1.5 x trials x (stage-1 epochs + a start-up of ~0.5 s); ASHA stops about a third of them early. Stage 1
-    trains 1-5 epochs, as long as 16 trials still fit; when not even 16 one-epoch trials fit
+    about 1.5 x trials x (stage-1 epochs + ~0.5 s of start-up); ASHA stops about a third of
+    them early. Stage 1 trains 1-5 epochs, as long as 16 trials still fit; when not even 16
+    one-epoch trials fit
     (big data on a small machine), the trials train on a random subset of the training
     split, never under 2,000 examples (validation stays whole, so trials compare fairly)."""
     fraction = min(1.0, budget / (16 * 1.5 * max(epoch_seconds, 1e-6)))
@@ -257,8 +260,8 @@ def react(codes: set[str], cfg: Config, kind: str) -> tuple[dict[str, Any], list
 
 def final_epochs(seconds: float, epoch_seconds: float) -> int:
     """Epochs that fill the time left (the cosine schedule needs the count up front). Planned
-    a little long on purpose: the run's fit_to_budget shortens the schedule to the pace it
-    measures, which only ever shrinks it."""
+    a little long on purpose: the run's fit_to_budget fits the schedule to the pace it
+    measures, and never lengthens it beyond this plan."""
     return int(max(1, min(300, seconds / max(0.85 * epoch_seconds, 1e-3))))
 
 
@@ -270,21 +273,13 @@ def ema_decay_for(steps: int) -> float:
 
 def check_steps(budget: float, step_seconds: float) -> dict[str, int]:
     """Step counts for the babysitter's checks that fit their share of the budget: the LR
-    range test and the five LR probes cost ~7 x probe_steps training steps, overfitting a
-    sample of 100 (batches of 20) about as much again at a fifth of the batch: ~8 x probe_steps
-    steps. On Fashion-MNIST the checks' steps ran ~1.8x the probe run's median step (gradient
-    check, the probes' validation, fresh models), hence 14."""
+    range test (2 x probe_steps) and the five LR probes cost ~7 x probe_steps training steps,
+    overfitting (3 x probe_steps at a fifth of the batch) ~1 more: ~8. On Fashion-MNIST the
+    checks ran at ~1.8x the probe run's median step (gradient check, the probes' validation,
+    fresh models), hence 14."""
     probe = int(min(100, max(10, budget / (14 * max(step_seconds, 1e-6)))))
     return {"probe_steps": probe, "range_steps": min(100, max(20, 2 * probe)),
             "overfit_steps": min(300, max(30, 3 * probe))}
-
-
-class _StepTimer(Callback):
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def on_step_end(self, t: Any, logs: dict[str, Any]) -> None:
-        self.times.append(time.perf_counter())
 
 
 def _step_seconds(s: Session, data: Data, cfg: Config) -> float:
@@ -293,11 +288,10 @@ def _step_seconds(s: Session, data: Data, cfg: Config) -> float:
     timed = s.state.get("step_seconds", {})
     if str(cfg.model.width) not in timed:
         epochs = -(-30 // max(len(data.train) // cfg.train.batch_size, 1))  # 30 steps even on tiny data
-        timer = _StepTimer()
+        clock = StepClock()
         fit(cfg.replace(**{"train.max_steps": 30, "train.epochs": epochs, "train.eval_every": 10**6}),
-            run_dir=s.out / "probe", data=data, callbacks=[timer])
-        gaps = sorted(b - a for a, b in zip(timer.times[5:], timer.times[6:]))
-        timed[str(cfg.model.width)] = gaps[len(gaps) // 2]
+            run_dir=s.out / "probe", data=data, callbacks=[clock])
+        timed[str(cfg.model.width)] = statistics.median(clock.gaps(skip=5))
         s.state["step_seconds"] = timed
     return timed[str(cfg.model.width)]
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import TrialState
 
 from coach.config import Config, load_config, make_config, save_config
@@ -239,8 +240,6 @@ def run_workers(storage_url: str | None, study_name: str, sweep_dir: Path, worke
     if workers <= 1:
         work(storage_url, study_name, sweep_dir, 0, timeout)
         return
-    import torch
-
     threads = max(1, (os.cpu_count() or 2) // workers)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     url = storage_url or f"journal:{sweep_dir / 'journal.log'}"

@@ -231,6 +231,20 @@ class TimeBudget(Callback):
         self.total = state.get("total")
 
 
+class StepClock(Callback):
+    """Wall-clock time at the end of every step: step times without the trainer's own timing."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_step_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+        self.times.append(time.perf_counter())
+
+    def gaps(self, skip: int = 0) -> list[float]:
+        """Seconds between consecutive steps, after the first `skip` (warm-up) steps."""
+        return [b - a for a, b in zip(self.times[skip:], self.times[skip + 1:])]
+
+
 class Snapshots(Callback):
     """Snapshot ensembles (Huang et al. 2017): save the weights at the end of every cosine
     cycle of schedule.name=cyclic, into checkpoints/snapshots/."""
