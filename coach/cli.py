@@ -196,16 +196,30 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_autopilot(args: argparse.Namespace) -> int:
     from coach.autopilot import autopilot
+    from coach.autopilot.session import process_started
     from coach.config import parse_duration
 
     if not args.data and not args.resume:
         raise UserError("--data NAME|PATH is required (or --resume DIR)")
-    result = autopilot(args.data, budget=parse_duration(args.budget), out=args.out, resume=args.resume,
-                       seed=args.seed)
+    try:
+        budget = parse_duration(args.budget)
+    except ValueError as e:
+        raise UserError(f"--budget: {e}") from None
+    # the budget runs from the process's start: importing torch and loading the data count
+    options = {}
+    for item in getattr(args, "overrides", []):
+        key, _, value = item.partition("=")
+        if not key.startswith("data.") or not _:
+            raise UserError(f"--set {item!r}: the autopilot takes only data.KEY=VALUE (e.g. data.limit=8000); "
+                            "it chooses the model, optimizer and training itself")
+        import yaml
+        options[key.removeprefix("data.")] = yaml.safe_load(value)
+    result = autopilot(args.data, budget=budget, out=args.out, resume=args.resume, seed=args.seed,
+                       started=process_started(), quiet=getattr(args, "quiet", False), data_options=options)
     if result.get("stopped"):
         print(f"stopped: {result['stopped']}")
     else:
-        print(f"test accuracy {result['test_acc']:.4f}; model: {result['model_dir']}")
+        print(f"test accuracy {result['test_acc']:.4f} in {result['time']:.0f}s; model: {result['model_dir']}")
     print(f"report: {result['report']}")
     return 1 if result.get("stopped") else 0
 
@@ -275,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="accuracy per model and what ensembles, EMA, snapshots and TTA add")
     e.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    e.add_argument("--tta", default="none", help="none | flip | crops | multiscale | shift (1-D signals)")
+    e.add_argument("--tta", default="none", help="none | flip | crops | crops-flip | multiscale | shift (1-D signals)")
     e.add_argument("--ensemble", action="store_true", help="also average the runs' probabilities")
     e.add_argument("--split", default="val", help="val (default) or test: the test split is read only when asked")
     e.add_argument("--device", default="cpu")
@@ -312,12 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", help="session directory (default autopilot/<time>-<data>)")
     a.add_argument("--resume", metavar="DIR", help="continue an interrupted session")
     a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--quiet", action="store_true", help="print only the result")
+    a.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="data.KEY=VALUE",
+                   help="data options, e.g. --set data.limit=8000 data.val_fraction=0.2")
     a.set_defaults(func=cmd_autopilot)
 
     pr = sub.add_parser("predict", help="classify an image, a folder of images or an .npz")
     pr.add_argument("model", metavar="MODEL_DIR", help="a run directory or an autopilot session")
     pr.add_argument("input", metavar="INPUT")
-    pr.add_argument("--weights", default="best", help="best | final | ema")
+    pr.add_argument("--weights", help="best | final | ema (default: best; for an autopilot session, what it chose)")
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=cmd_predict)
 

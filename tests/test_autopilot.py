@@ -1,4 +1,5 @@
-"""The autopilot end to end on tiny budgets, its resume, its stop on hopeless data, and predict."""
+"""The autopilot end to end on tiny budgets: its stages and their reasons, the budget promise,
+the floor, continuation of the search's winner, resume, the stop on hopeless data, predict."""
 import json
 import subprocess
 import sys
@@ -8,36 +9,65 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from coach.autopilot import autopilot, ema_decay_for, final_epochs, plan_search, react
-from coach.config import make_config
+from coach.autopilot import autopilot
 from coach.errors import UserError
 from coach.predict import predict
 
 ROOT = Path(__file__).resolve().parents[1]
+STAGES = ["setup", "cost", "check", "search", "curves", "final", "choose", "test"]
+
+
+def within_budget(result, budget):
+    """The promise: the printed result within the budget + 2% (plus a second for a busy CI)."""
+    return result["time"] <= budget * 1.02 + 1.0
 
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     out = tmp_path_factory.mktemp("ap") / "digits"
-    return autopilot("digits", budget=45, out=out), out
+    return autopilot("digits", budget=45, out=out, quiet=True), out
 
 
 def test_end_to_end_on_digits(session):
     result, out = session
     state = json.loads((out / "state.json").read_text())
-    stages = list(state["stages"])
-    assert stages == ["setup", "check", "search", "curves", "final", "choose", "test"]
-    times = [state["stages"][s]["finished_at"] for s in stages]
-    assert times == sorted(times)
-    assert result["test_acc"] > 0.85 and Path(result["model_dir"], "weights", "best.safetensors").exists()
+    st = state["stages"]
+    assert list(st) == STAGES
+    times = [st[s]["finished_at"] for s in STAGES]
+    assert times == sorted(times) and all(st[s]["decision"] for s in STAGES)  # every decision has its reason
+    assert all(st[s]["seconds"] >= 0 for s in STAGES)  # and what it cost
+    assert result["test_acc"] > 0.9 and Path(result["model_dir"], "weights", "chosen.safetensors").exists()
+    assert within_budget(result, 45)
+    # the plain recipe is the floor: arm 0 of the search, trained as the plain recipe (no augmentation)
+    setup = st["setup"]["config"]
+    assert setup["augment"]["crop_padding"] == 0 and not setup["augment"]["hflip"]
+    assert setup["optim"]["name"] == "adamw" and setup["schedule"]["name"] == "onecycle"
+    # the model size came from the measured costs, with the reason
+    assert st["cost"]["costs"] and "width" in st["cost"]["decision"]
     page = (out / "report.html").read_text()
-    assert "test accuracy" in page and "Coarse-to-fine search" in page and (out / "sweep" / "report.html").exists()
-    assert all(state["stages"][s]["decision"] for s in stages)  # every decision has its reason
-    # budget accounting: the session ends within ~5% of its budget (plus a little for the report),
-    # and the final training was planned to fill the time the earlier stages left
-    assert result["time"] <= 45 * 1.05 + 3
-    assert state["stages"]["search"]["finished_at"] <= 45 * 0.55
-    assert state["stages"]["final"]["epochs"] >= 5
+    assert "test accuracy" in page and "Where the time went" in page
+
+
+def test_search_winner_is_continued_not_retrained(session):
+    _, out = session
+    st = json.loads((out / "state.json").read_text())["stages"]
+    plan = st["search"]["plan"]
+    if not plan["dims"]:
+        pytest.skip("the budget bought no search on this machine")
+    assert plan["arms"] == 3 * len(plan["dims"])  # three trials per searched dimension
+    winner = st["search"]["winner"]
+    assert st["final"]["continued_from"] == winner["run_dir"]  # the final continues, never starts over
+    sweep = json.loads((out / "sweep" / "sweep.json").read_text())
+    assert sweep["strategy"] == "halving" and sweep["trials"][0]["stage"] == "rung-0"  # the plain recipe's trunk
+    evidence = st["search"]["overfitting"]
+    assert set(evidence) >= {"train_acc", "val_acc", "overfitting"}  # the curves were read before searching
+    if evidence["overfitting"]:
+        assert len(sweep["trials"]) == 1 + plan["arms"]
+        # digits must not be mirrored: an option with flips never wins on them
+        assert winner["params"].get("augmentation") != "crops+flips"
+    else:  # nothing to regularize: no trials, the trunk goes on
+        assert len(sweep["trials"]) == 1 and winner["run_dir"] == sweep["trials"][0]["run_dir"]
+        assert sweep["space"] == {}  # nothing was searched, so the command center has nothing to call too small
 
 
 def test_resume_continues_without_redoing(session, tmp_path):
@@ -50,67 +80,52 @@ def test_resume_continues_without_redoing(session, tmp_path):
         del state["stages"][stage]
     (copy / "state.json").write_text(json.dumps(state))
     before = {k: v["finished_at"] for k, v in state["stages"].items()}
-    result = autopilot("ignored", resume=copy)
+    result = autopilot(resume=copy, quiet=True)
     after = json.loads((copy / "state.json").read_text())["stages"]
     assert all(after[k]["finished_at"] == v for k, v in before.items())  # earlier stages not redone
-    assert "test" in after and result["test_acc"] > 0.85
+    assert "test" in after and result["test_acc"] > 0.9
 
 
 def test_stops_with_an_explanation_on_random_labels(tmp_path):
     from sklearn.datasets import load_digits
     d = load_digits()
     np.savez(tmp_path / "random.npz", x=d.images / 16.0, y=np.random.default_rng(0).permutation(d.target))
-    result = autopilot(str(tmp_path / "random.npz"), budget=30, out=tmp_path / "ap")
+    result = autopilot(str(tmp_path / "random.npz"), budget=30, out=tmp_path / "ap", quiet=True)
     assert result["stopped"] and "labels" in result["stopped"]
 
 
-def test_predict_images_and_npz(session, tmp_path):
-    _, out = session
+def test_predict_as_the_session_was_evaluated(session, tmp_path):
+    result, out = session
     for i in range(3):
         Image.fromarray((np.random.default_rng(i).random((8, 8)) * 255).astype(np.uint8)).save(tmp_path / f"{i}.png")
     rows = predict(out, tmp_path)
     assert len(rows) == 3 and all(0 <= r["probability"] <= 1 and r["class"] in [str(c) for c in range(10)]
                                   for r in rows)
-    np.savez(tmp_path / "x.npz", x=np.zeros((4, 8, 8), np.float32))
-    assert len(predict(out, tmp_path / "x.npz")) == 4
+    # on the test split, the session's predictions give exactly the accuracy it reported
+    from coach.config import make_config
+    from coach.data import load_data
+    data = load_data(make_config({"data": {"name": "digits"}}).data)
+    np.savez(tmp_path / "test.npz", x=data.test.x.numpy())
+    preds = [r["index"] for r in predict(out, tmp_path / "test.npz")]
+    assert np.mean(np.array(preds) == data.test.y.numpy()) == pytest.approx(result["test_acc"], abs=1e-6)
     np.savez(tmp_path / "bad.npz", x=np.zeros((4, 5, 5), np.float32))
     with pytest.raises(UserError, match="do not fit this model"):
         predict(out, tmp_path / "bad.npz")
-    p = subprocess.run([sys.executable, "-m", "coach", "predict", str(out), str(tmp_path / "x.npz"), "--json"],
+    p = subprocess.run([sys.executable, "-m", "coach", "predict", str(out), str(tmp_path / "test.npz"), "--json"],
                        cwd=ROOT, capture_output=True, text=True)
-    assert p.returncode == 0 and len(json.loads(p.stdout)) == 4
+    assert p.returncode == 0 and len(json.loads(p.stdout)) == len(data.test)
 
 
-def test_ema_window_follows_run_length():
-    assert ema_decay_for(100) == 0.9 and 0.99 < ema_decay_for(5000) < 0.999
+def test_cli_errors_name_the_flag():
     p = subprocess.run([sys.executable, "-m", "coach", "autopilot", "--data", "nothing-like-this"], cwd=ROOT,
                        capture_output=True, text=True)
-    assert p.returncode == 2 and "--data" in p.stderr
-
-
-def test_search_plan_fits_the_budget():
-    # cheap data: long trials (5 epochs), all of the data, trials capped
-    cheap = plan_search(budget=75, epoch_seconds=0.4, n_train=4000)
-    assert cheap["epochs"] == 5 and cheap["limit"] is None and 20 <= cheap["trials"] <= 48
-    # 60k images at 71 s/epoch in 500 s: one-epoch trials on a subset, at least 6 of them
-    big = plan_search(budget=500, epoch_seconds=71, n_train=54000)
-    assert big["epochs"] == 1 and 2000 <= big["limit"] < 54000 and big["trials"] >= 6
-    expected_cost = 1.5 * big["trials"] * (71 * big["limit"] / 54000 + 0.5) / 1.3  # ASHA stops ~1/3 early
-    assert abs(expected_cost - 500) / 500 < 0.1
-    # tiny data is never cut down
-    assert plan_search(budget=5, epoch_seconds=10, n_train=1500)["limit"] is None
-    assert final_epochs(100, 0.5) == 235 and final_epochs(100, 1000) == 1 and final_epochs(1e6, 1) == 300
-
-
-def test_reactions_to_the_curves():
-    cfg = make_config({"model": {"name": "convnet", "width": 32}, "regularize": {"dropout": 0.2}})
-    over, why = react({"overfitting"}, cfg, "image")
-    assert over == {"regularize.dropout": 0.3, "augment.crop_padding": 2} and "overfits" in why[0]
-    over, why = react({"overfitting"}, cfg, "vector")
-    assert over == {"regularize.dropout": 0.3}
-    over, why = react({"underfitting"}, cfg, "signal")
-    assert over == {"model.width": 64} and "underfits" in why[0]
-    assert react(set(), cfg, "image") == ({}, [])
+    assert p.returncode == 2 and "--data" in p.stderr and "Traceback" not in p.stderr
+    p = subprocess.run([sys.executable, "-m", "coach", "autopilot", "--data", "digits", "--budget", "1min"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 2 and "--budget" in p.stderr and "Traceback" not in p.stderr
+    p = subprocess.run([sys.executable, "-m", "coach", "autopilot", "--data", "digits", "--set", "optim.lr=1"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 2 and "data.KEY=VALUE" in p.stderr
 
 
 def _image_folder(root: Path) -> None:
@@ -132,20 +147,38 @@ def _image_folder(root: Path) -> None:
 
 def test_end_to_end_on_an_image_folder(tmp_path):
     _image_folder(tmp_path / "shapes")
-    result = autopilot(str(tmp_path / "shapes"), budget=25, out=tmp_path / "ap")
+    result = autopilot(str(tmp_path / "shapes"), budget=25, out=tmp_path / "ap", quiet=True)
     state = json.loads((tmp_path / "ap" / "state.json").read_text())
     assert state["stages"]["setup"]["data"]["kind"] == "image" and "2-D convnet" in state["stages"]["setup"]["decision"]
     assert result["test_acc"] > 0.6 and (tmp_path / "ap" / "report.html").exists()
-    assert result["time"] <= 25 * 1.05 + 3
-    rows = predict(tmp_path / "ap" / "final", tmp_path / "shapes" / "vertical")
+    assert within_budget(result, 25)
+    rows = predict(tmp_path / "ap", tmp_path / "shapes" / "vertical")
     assert len(rows) == 40 and sum(r["class"] == "vertical" for r in rows) >= 20
 
 
-def test_end_to_end_on_an_npz(tmp_path):
+def test_end_to_end_on_an_npz_with_data_options(tmp_path):
     from sklearn.datasets import load_digits
     d = load_digits()
     np.savez(tmp_path / "digits.npz", x=(d.images / 16.0).reshape(len(d.images), -1), y=d.target)
-    result = autopilot(str(tmp_path / "digits.npz"), budget=20, out=tmp_path / "ap")
+    result = autopilot(str(tmp_path / "digits.npz"), budget=20, out=tmp_path / "ap", quiet=True,
+                       data_options={"val_fraction": 0.2})
     state = json.loads((tmp_path / "ap" / "state.json").read_text())
     assert state["stages"]["setup"]["data"]["kind"] == "vector" and "MLP" in state["stages"]["setup"]["decision"]
-    assert result["test_acc"] > 0.85 and result["time"] <= 20 * 1.05 + 3
+    assert state["stages"]["setup"]["config"]["data"]["val_fraction"] == 0.2
+    assert result["test_acc"] > 0.85 and within_budget(result, 20)
+
+
+def test_the_plain_learning_rate_is_kept_unless_the_probe_shows_it_fails():
+    from coach.autopilot.pilot import PLAIN_LR, floor_lr
+
+    def row(lr, first, last, diverged=False):
+        return {"lr": lr, "first": first, "last": last, "drops": last < 0.9 * first, "diverged": diverged}
+
+    healthy = [row(1e-1, 2.3, 9.0, True), row(1e-2, 2.3, 0.9), row(PLAIN_LR, 2.3, 1.0), row(1e-3, 2.3, 1.5)]
+    assert floor_lr(healthy)[0] == PLAIN_LR  # 1e-2 fell further, but the known-good LR works: no departure
+    # planted: 3e-3 blows up on this data (e.g. unnormalized inputs); 1e-4 falls furthest of those that work
+    broken = [row(1e-1, 2.3, 50, True), row(1e-2, 2.3, 30, True), row(PLAIN_LR, 2.3, 9.0, True),
+              row(1e-3, 2.3, 2.0), row(1e-4, 2.3, 1.2)]
+    lr, why = floor_lr(broken)
+    assert lr == 1e-4 and "blew up" in why
+    assert floor_lr([])[0] == PLAIN_LR  # no probe (checks cut short): the known-good LR

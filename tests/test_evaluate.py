@@ -12,7 +12,7 @@ from torch import nn
 import coach
 from coach.errors import UserError
 from coach.evaluate import ensemble, evaluate_runs, freeze_batchnorm, predict_proba, recompute_bn, transfer, views
-from coach.evaluate.tta import check_mode
+from coach.evaluate.tta import check_mode, trained_views
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {"data": {"name": "digits"}, "model": {"name": "convnet", "width": 8, "depth": 1, "blocks": 1},
@@ -46,17 +46,37 @@ def test_ensemble_averages_probabilities_then_argmax():
 def test_tta_views_equal_explicit_crops():
     x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).view(2, 1, 6, 6)
     v = views(x, "crops", pad=1)
-    xp = F.pad(x, (1, 1, 1, 1))
-    explicit = [xp[..., 0:6, 0:6], xp[..., 0:6, 2:8], xp[..., 2:8, 0:6], xp[..., 2:8, 2:8], xp[..., 1:7, 1:7]]
-    assert len(v) == 10
-    assert all(torch.equal(a, b) for a, b in zip(v[:5], explicit))
-    assert all(torch.equal(a, b.flip(-1)) for a, b in zip(v[5:], explicit))
-    assert torch.equal(v[4], x)  # the centre crop of the padded image is the image
+    big = F.interpolate(x, size=(8, 8), mode="bilinear", align_corners=False)  # the image seen closer
+    explicit = [big[..., 0:6, 0:6], big[..., 0:6, 2:8], big[..., 2:8, 0:6], big[..., 2:8, 2:8], big[..., 1:7, 1:7]]
+    assert len(v) == 5 and all(torch.equal(a, b) for a, b in zip(v, explicit))
+    # every view is image content: no zero padding creeps in (the image's values are all >= 0,
+    # and its zero is only at one corner pixel of the first image)
+    assert all((t[1] > 0).all() for t in v)
+    v10 = views(x, "crops-flip", pad=1)
+    assert len(v10) == 10 and all(torch.equal(a, b.flip(-1)) for a, b in zip(v10[5:], explicit))
     assert torch.equal(views(x, "flip")[1], x.flip(-1))
     ms = views(x, "multiscale")
     assert len(ms) == 3 and all(m.shape == x.shape for m in ms) and torch.allclose(ms[1], x)
     s = torch.arange(40.0).view(1, 1, 40)
     assert [int(t[0, 0, 0]) for t in views(s, "shift")] == [2, 1, 0, 39, 38]
+
+
+def test_translations_are_the_views_padded_crops_train_on():
+    x = torch.arange(1 * 1 * 6 * 6, dtype=torch.float32).view(1, 1, 6, 6) + 1
+    v = views(x, "translate", pad=2)  # moves of 1 px
+    assert len(v) == 5 and torch.equal(v[0], x)
+    assert torch.equal(v[2][..., :-1, :], x[..., 1:, :]) and (v[2][..., -1, :] == 0).all()  # moved up, zero-filled
+    assert torch.equal(v[4][..., :, :-1], x[..., :, 1:])  # moved left
+    assert len(views(x, "translate-flip", pad=2)) == 10
+
+
+def test_trained_views_never_mirror_a_model_not_trained_with_flips():
+    assert trained_views("image") == []
+    assert trained_views("image", crop_padding=2) == ["translate"]
+    assert trained_views("image", resized_crop=True) == ["crops"]
+    assert trained_views("image", hflip=True, crop_padding=2) == ["flip", "translate", "translate-flip"]
+    assert trained_views("signal", shift=2) == ["shift"] and trained_views("signal") == []
+    assert trained_views("vector", hflip=True) == []
 
 
 def test_tta_mode_must_fit_the_data():

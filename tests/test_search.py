@@ -16,7 +16,7 @@ import coach
 from coach.errors import UserError
 from coach.search import narrow, parse_dim, parse_space, search
 from coach.search.engine import stage_epochs
-from coach.search.space import grid_points
+from coach.search.space import grid_points, quasi_random, too_few_trials
 from tests.conftest import chromium_plots, needs_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +70,21 @@ def test_grid_points():
 # ------------------------------------------------------------------- the engine
 def finished(summary):
     return [t for t in summary["trials"] if t["state"] in ("COMPLETE", "PRUNED")]
+
+
+def test_quasi_random_covers_ranges_and_every_choice():
+    dims = [parse_dim("optim.lr", "loguniform(1e-5, 1e-1)"), parse_dim("augmentation", "choice([none, a, b])")]
+    pts = quasi_random(dims, 8, seed=3)
+    lrs = sorted(p["optim.lr"] for p in pts)
+    assert all(1e-5 <= v <= 1e-1 for v in lrs)
+    # stratified in log space: each of the 4 decades holds 2 of the 8 points (random would clump)
+    import math
+    assert [sum(int(math.log10(v) + 5) == k for v in lrs) for k in range(4)] == [2, 2, 2, 2]
+    # two points and three values: the two not already tried come first
+    two = quasi_random(dims[1:], 2, seed=0, first={"augmentation": "none"})
+    assert sorted(p["augmentation"] for p in two) == ["a", "b"]
+    assert quasi_random(dims, 8, seed=3) == pts  # a seed repeats its points
+    assert too_few_trials(5, 2) and not too_few_trials(6, 2)
 
 
 def test_random_search_resumes_without_repeating(tmp_path):

@@ -16,13 +16,15 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import update_bn
 
 from coach.evaluate.tta import views
+from coach.train.loop import eval_batch_size
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, x: Tensor, tta: str = "none", pad: int = 2, batch_size: int = 512,
+def predict_proba(model: nn.Module, x: Tensor, tta: str = "none", pad: int = 2, batch_size: int | None = None,
                   device: torch.device | str = "cpu") -> Tensor:
     """Class probabilities (N, C) on the CPU, averaged over the TTA views of each input."""
     model = model.to(device).eval()
+    batch_size = batch_size or eval_batch_size(device)
     out = []
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size].to(device)

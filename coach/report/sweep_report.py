@@ -23,7 +23,7 @@ from coach.babysit.diagnose import read_jsonl  # noqa: E402
 from coach.data.download import atomic_write_bytes  # noqa: E402
 from coach.errors import UserError  # noqa: E402
 from coach.report.run_report import STYLE, _img, figure_uri  # noqa: E402
-from coach.search.space import parse_dim  # noqa: E402
+from coach.search.space import parse_dim, too_few_trials  # noqa: E402
 
 SORT_JS = """
 document.querySelectorAll('table.sortable th').forEach((th, i) => th.addEventListener('click', () => {
@@ -109,9 +109,9 @@ def warnings_for(summary: dict[str, Any]) -> list[str]:
     if trials and len(diverged) == len(trials):
         out.append("every trial diverged: the ranges are too high (start with a lower learning rate range)")
     dims = len(summary["space"])
-    if len(complete) < max(5, 2 * dims):
-        out.append(f"only {len(complete)} completed trials for {dims} hyperparameters: too few to trust the best "
-                   "one; run more trials")
+    if too_few_trials(len(complete), dims):
+        out.append(f"only {len(complete)} completed trials for {dims} hyperparameters (fewer than 3 per "
+                   "dimension): too few to trust the best one; run more trials or search fewer dimensions")
     best = summary.get("best")
     if best and summary["stages"]:
         last_space = summary["stages"][-1]["space"]

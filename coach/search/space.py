@@ -142,3 +142,39 @@ def grid_points(dim: Dim, per_dim: int) -> list[Any]:
         return list(dim.values)
     pts = [min(max(dim.from_unit(i / max(per_dim - 1, 1)), dim.low), dim.high) for i in range(per_dim)]
     return sorted({int(round(p)) for p in pts}) if dim.kind in ("int", "logint") else pts
+
+
+def quasi_random(dims: list[Dim], n: int, seed: int = 0, first: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """n points of a scrambled Sobol sequence over dims (the Tuning Playbook's quasi-random
+    search: random search's coverage without its clumps and gaps, so few points still span
+    each range). Numeric ranges are filled in their sampling space (log for log ranges). A
+    choice is stratified: the points, in the order of their coordinate, take its values in
+    turn, those other than `first[key]` (the value already tried) first, so few points still
+    cover every value."""
+    if n <= 0 or not dims:
+        return []
+    import warnings
+
+    from scipy.stats import qmc
+
+    with warnings.catch_warnings():  # Sobol prefers powers of two; balance is still better than random
+        warnings.simplefilter("ignore")
+        units = qmc.Sobol(len(dims), scramble=True, seed=seed).random(n)
+    points: list[dict[str, Any]] = [{} for _ in range(n)]
+    for j, d in enumerate(dims):
+        if d.numeric:
+            for p, row in zip(points, units):
+                v = d.from_unit(float(row[j]))
+                p[d.key] = int(round(v)) if d.kind in ("int", "logint") else v
+            continue
+        tried = (first or {}).get(d.key, object())
+        order = [v for v in d.values if v != tried] + [v for v in d.values if v == tried]
+        for rank, i in enumerate(sorted(range(n), key=lambda i: units[i][j])):
+            points[i][d.key] = order[rank % len(order)]
+    return points
+
+
+def too_few_trials(finished: int, dims: int) -> bool:
+    """The rule the autopilot plans by and the command center warns by: a search decides
+    its dimensions only with at least 3 finished trials per searched dimension."""
+    return finished < 3 * max(dims, 1)

@@ -197,11 +197,15 @@ class EMA(Callback):
 class TimeBudget(Callback):
     """Stop once the run (all its sessions, resumed ones included) has used `seconds`.
 
-    fit=True also fits the schedule's horizon to the budget: at each evaluation the steps
-    affordable at the pace so far are projected, and the run's total steps become that
-    (never more than planned), so a decaying LR reaches its end within the budget instead of
-    being cut off half-way. Early paces include start-up, so the horizon may grow back as
-    the estimate improves. Single process only (DDP ranks would disagree)."""
+    fit=True also fits the schedule's horizon to the budget (Li et al. 2020, "budgeted
+    training": a schedule must end where the budget does): the steps affordable at the pace
+    so far are projected, and the run's total steps become that (never more than planned),
+    so a decaying LR reaches its end within the budget instead of being cut off half-way.
+    The horizon is re-planned at steps 8, 16, 32, ... until the first validation (so a plan
+    of many epochs does not spend the first one warming up for a horizon it will never
+    reach) and at every validation after. Early paces include start-up, so the horizon may
+    grow back as the estimate improves. Both keep the time of the closing validation (as the
+    last one took). Single process only (DDP ranks would disagree)."""
 
     def __init__(self, seconds: float, fit: bool = False):
         self.seconds, self.fit = seconds, fit
@@ -214,14 +218,20 @@ class TimeBudget(Callback):
             t.total_steps = min(t.total_steps, self.total)
 
     def on_step_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
-        if t.elapsed() >= self.seconds:
+        # the run ends within its budget, the closing validation included (its cost as last measured)
+        if t.elapsed() + t.eval_seconds >= self.seconds:
             t.stop_reason = f"time budget of {self.seconds:.0f}s used"
+        elif not t.history and t.step >= 8 and t.step & (t.step - 1) == 0:
+            self.replan(t, margin=0.9)  # no validation yet: its cost is unknown, plan short
 
     def on_eval_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+        self.replan(t, margin=0.98)  # 2% margin for the end
+
+    def replan(self, t: "Trainer", margin: float) -> None:
         used = t.elapsed()
         if not self.fit or t.world > 1 or t.step == 0 or used <= 0:
             return
-        affordable = t.step + int((self.seconds - used) * t.step / used * 0.98)  # 2% margin for the end
+        affordable = t.step + int((self.seconds - t.eval_seconds - used) * t.step / used * margin)
         t.total_steps = self.total = min(self.planned, max(affordable, t.step + 1))
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,0 +1,157 @@
+"""The cost model: what one training step and one validation pass of each model size cost
+on this machine, measured before anything is planned.
+
+A plan in epochs is blind to cost (a width-64 convnet costs ~10x a width-16 one per step);
+the autopilot plans in seconds. Each candidate of the size ladder trains a few real steps
+(forward, loss, backward, the optimizer's update, the augmentation) on real batches and
+runs one validation batch; the median step after a warm-up is its price. Sizes are timed
+from the smallest up and the timing stops at the first size the budget cannot afford, so
+a big machine (a GPU, many cores) simply measures further up the ladder: nothing here
+knows what hardware it runs on.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import torch
+
+from coach.config import Config
+from coach.data import Data
+from coach.data.augment import Augment
+from coach.nn.models import build_model
+from coach.optim import build_optimizer
+from coach.train.loop import eval_batch_size, pick_device
+from coach.train.losses import make_loss
+
+# widths of the plain recipe's family (conv: channels of the first stage; mlp: hidden units)
+LADDERS = {"conv": (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256), "mlp": (64, 128, 256, 512, 1024, 2048)}
+
+
+@dataclass(frozen=True)
+class Cost:
+    width: int
+    step: float  # seconds per training step at the config's batch size
+    eval_example: float  # seconds per validation example (forward only, evaluation batch)
+    params: int
+
+    def epoch(self, steps_per_epoch: int, n_val: int, evals_per_epoch: float = 1.0, ema: bool = False) -> float:
+        """Seconds per epoch: the steps plus validation (twice when the EMA weights are validated too)."""
+        return steps_per_epoch * self.step + evals_per_epoch * n_val * self.eval_example * (2 if ema else 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ladder(kind: str) -> tuple[int, ...]:
+    return LADDERS["mlp" if kind == "vector" else "conv"]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_config(cfg: Config, data: Data, steps: int = 8, warmup: int = 2, max_seconds: float = 1.0,
+                timer: Callable[[], float] = time.perf_counter) -> Cost:
+    """Measure cfg's model: `warmup` + `steps` training steps (fewer, at least 3, when they
+    would take over `max_seconds`), then a few validation batches."""
+    device = pick_device(cfg.train.device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.regularize, data.preprocess,
+                        batch=data.train.x[:256]).to(device)
+    opt = build_optimizer(cfg.optim, model)
+    loss_fn = make_loss(cfg.train.loss, cfg.regularize.label_smoothing)
+    augment = Augment(cfg.augment, data.kind, data.train.x)
+    g = torch.Generator(device).manual_seed(cfg.seed)
+    bs = min(cfg.train.batch_size, len(data.train))
+    x_all, y_all = data.train.x.to(device), data.train.y.to(device)
+    model.train()
+    times: list[float] = []
+    i = 0
+    while i < warmup + steps:
+        idx = torch.randint(0, len(data.train), (bs,), device=device, generator=g)
+        _sync(device)
+        t0 = timer()
+        x, y, _, _ = augment(x_all[idx], y_all[idx], g) if augment.active else (x_all[idx], y_all[idx], None, 1.0)
+        loss = loss_fn(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss.item()  # the loop reads the loss every step too
+        _sync(device)
+        times.append(timer() - t0)
+        i += 1
+        if i == warmup + 1 and times[-1] * steps > max_seconds:  # slow steps: fewer of them, at least 3
+            steps = max(3, int(max_seconds / max(times[-1], 1e-9)))
+    model.eval()
+    eb = eval_batch_size(device)
+    n = min(4 * eb, max(len(data.val), 1))
+    xv = (data.val.x[:n] if len(data.val) else data.train.x[:n]).to(device)
+    with torch.no_grad():
+        model(xv[:eb])  # the first call at a new batch shape allocates
+        _sync(device)
+        t0 = timer()
+        for i in range(0, n, eb):  # as evaluation runs: batches of eval_batch_size
+            model(xv[i:i + eb]).argmax(1).sum().item()
+        _sync(device)
+        eval_time = timer() - t0
+    return Cost(cfg.model.width, statistics.median(times[warmup:]), eval_time / len(xv),
+                sum(p.numel() for p in model.parameters()))
+
+
+def choose_threads(cfg: Config, data: Data, measure: Callable[[Config, Data], Cost] | None = None,
+                   timer: Callable[[], float] = time.perf_counter) -> tuple[int, dict[int, float], Cost | None]:
+    """The number of CPU threads that trains fastest now, and cfg's cost at it. With another
+    process holding a core, torch's threads wait on each other at every operation (a 2-thread
+    step measured 1.7x slower than a 1-thread one on 2 busy cores); on an idle machine more
+    threads win. Halves the thread count while that is over 10% faster (looked at twice, steps
+    are noisy); sets the winner. On a GPU: unchanged, nothing timed."""
+    if pick_device(cfg.train.device).type != "cpu":
+        return torch.get_num_threads(), {}, None
+    measure = measure or (lambda c, d: time_config(c, d, steps=10, timer=timer))
+    n = torch.get_num_threads()
+    costs: dict[int, Cost] = {}
+
+    def step_at(k: int) -> float:
+        torch.set_num_threads(k)
+        c = measure(cfg, data)
+        if k not in costs or c.step < costs[k].step:
+            costs[k] = c
+        return costs[k].step
+
+    step_at(n)
+    best = n
+    while best > 1:
+        k = best // 2
+        step_at(k)
+        if costs[k].step < 0.9 * costs[best].step:  # a second look at both before believing it
+            step_at(best)
+            step_at(k)
+        if costs[k].step > 0.9 * costs[best].step:
+            break
+        best = k
+    torch.set_num_threads(best)
+    return best, {k: c.step for k, c in costs.items()}, costs[best]
+
+
+def measure_ladder(cfg: Config, data: Data, affordable: Callable[[Cost], bool], seconds: float,
+                   widths: tuple[int, ...] | None = None, known: Cost | None = None, up: bool = True,
+                   timer: Callable[[], float] = time.perf_counter) -> list[Cost]:
+    """Time the ladder's sizes, from cfg's width upwards (`up`) or downwards, starting with
+    `known` (a size already timed, not timed again); stop after the first size `affordable`
+    rejects going up (its cost is known, so the report can say why it was not chosen) or
+    accepts going down, or when the measuring itself has used `seconds`. Sorted by width."""
+    widths = widths or ladder(data.kind)
+    w0 = cfg.model.width
+    order = sorted(w for w in widths if w > w0) if up else sorted((w for w in widths if w < w0), reverse=True)
+    start = timer()
+    first = known if known is not None and known.width == w0 else time_config(cfg, data, steps=6, timer=timer)
+    out: list[Cost] = [first]
+    for w in order:
+        if timer() - start > seconds or (affordable(out[-1]) != up):
+            break
+        out.append(time_config(cfg.replace(**{"model.width": w}), data, steps=6, timer=timer))
+    return sorted(out, key=lambda c: c.width)

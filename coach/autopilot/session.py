@@ -1,0 +1,73 @@
+"""An autopilot session: its directory, its stage log and its clock.
+
+The clock is the promise to the user: the budget runs from when the user started (the
+CLI passes the process's start, so importing torch and loading data count), and every
+stage asks the session how much is left before it plans.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from coach.train.run import write_json
+
+
+def process_started() -> float:
+    """When this process started (time.time() scale), from /proc on Linux; now elsewhere."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = float(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return time.time() - (uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.time()
+
+
+class Session:
+    """One autopilot session directory: state.json records each finished stage (with what it
+    decided, why, and the seconds it used), so a resumed session skips them."""
+
+    def __init__(self, out: Path, budget: float, started: float | None = None,
+                 clock: Callable[[], float] = time.time, quiet: bool = False):
+        self.out, self.budget, self.clock, self.quiet = out, budget, clock, quiet
+        self.state_path = out / "state.json"
+        self.state: dict[str, Any] = json.loads(self.state_path.read_text()) if self.state_path.exists() else {
+            "stages": {}, "elapsed": 0.0, "budget": budget}
+        # a resumed session continues the clock where the interrupted one stopped
+        self.started = (started if started is not None else clock()) - self.state["elapsed"]
+        self.stage_started = self.elapsed()
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def left(self) -> float:
+        return max(self.budget - self.elapsed(), 0.0)
+
+    def deadline(self) -> float:
+        """The end of the budget on the time.time() scale (for trainers' own clocks)."""
+        return time.time() + self.left()
+
+    def done(self, stage: str) -> dict[str, Any] | None:
+        return self.state["stages"].get(stage)
+
+    def begin(self) -> None:
+        self.stage_started = self.elapsed()
+
+    def record(self, stage: str, info: dict[str, Any]) -> dict[str, Any]:
+        now = self.elapsed()
+        info["finished_at"] = now
+        info.setdefault("seconds", now - self.stage_started)
+        self.state["stages"][stage] = info
+        self.state["elapsed"] = now
+        write_json(self.state_path, self.state)
+        self.say(f"{stage}: {info.get('decision', '')}")
+        self.stage_started = now
+        return info
+
+    def say(self, line: str) -> None:
+        if not self.quiet:
+            print(f"[{self.elapsed():5.0f}s / {self.budget:.0f}s] {line}", flush=True)

@@ -1,0 +1,93 @@
+"""The cost model on a fake clock: a step's price is what the timer says, the ladder stops at
+the first size the budget cannot afford, a busy machine gets fewer threads; and the session's
+clock, which the budget promise is kept by."""
+import json
+
+import pytest
+import torch
+
+from coach.autopilot import cost as C
+from coach.autopilot.session import Session, process_started
+from coach.config import make_config
+from coach.data import load_data
+
+
+class FakeTimer:
+    """Each reading advances `tick` seconds; `per_width` makes wider models slower."""
+
+    def __init__(self, tick: float = 0.5):
+        self.t, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.t += self.tick
+        return self.t
+
+
+@pytest.fixture(scope="module")
+def digits():
+    cfg = make_config({"data": {"name": "digits"}, "model": {"name": "convnet", "width": 8},
+                       "train": {"batch_size": 32, "progress": False}})
+    return cfg, load_data(cfg.data)
+
+
+def test_a_step_costs_what_the_clock_says(digits):
+    cfg, data = digits
+    c = C.time_config(cfg, data, steps=3, warmup=1, timer=FakeTimer(0.5))
+    assert c.step == pytest.approx(0.5)  # two readings per step, 0.5 s apart
+    n = min(4 * 128, len(data.val))  # the validation batches timed
+    assert c.eval_example == pytest.approx(0.5 / n)
+    assert c.width == 8 and c.params == sum(p.numel() for p in torch.nn.Module.parameters(
+        __import__("coach").build_model(cfg.model, data.input_shape, 10, cfg.regularize, data.preprocess)))
+
+
+def test_the_ladder_stops_at_the_first_unaffordable_size(digits):
+    cfg, data = digits
+    timed = C.measure_ladder(cfg, data, affordable=lambda c: c.width < 16, seconds=1e9, widths=(8, 12, 16, 24, 32),
+                             timer=FakeTimer(0.01))
+    assert [c.width for c in timed] == [8, 12, 16]  # 16 is timed (to say why not) and ends the ladder
+    # downwards (the plain width gets too few epochs): until the first size that does
+    wide = cfg.replace(**{"model.width": 32})
+    known = C.Cost(32, 9.9, 1e-3, 1)
+    down = C.measure_ladder(wide, data, affordable=lambda c: c.width <= 12, seconds=1e9, widths=(8, 12, 16, 24, 32),
+                            known=known, up=False, timer=FakeTimer(0.01))
+    assert [c.width for c in down] == [12, 16, 24, 32] and down[-1] is known  # the known size is not re-timed
+    # the time limit stops it too, after the first
+    limited = C.measure_ladder(cfg, data, affordable=lambda c: True, seconds=0.0, widths=(8, 12, 16),
+                               timer=FakeTimer(0.01))
+    assert [c.width for c in limited] == [8]
+
+
+def test_a_busy_machine_gets_fewer_threads(digits):
+    cfg, data = digits
+    own = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        # planted: with 2 threads every step takes 1.7x longer than with 1 (another process holds a core)
+        busy = lambda c, d: C.Cost(c.model.width, 0.17 if torch.get_num_threads() == 2 else 0.10, 1e-4, 1)  # noqa
+        threads, timed, at = C.choose_threads(cfg, data, measure=busy)
+        assert threads == 1 and torch.get_num_threads() == 1 and timed == {2: 0.17, 1: 0.10} and at.step == 0.10
+        torch.set_num_threads(2)
+        idle = lambda c, d: C.Cost(c.model.width, 0.10 if torch.get_num_threads() == 2 else 0.17, 1e-4, 1)  # noqa
+        assert C.choose_threads(cfg, data, measure=idle)[0] == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(own)
+
+
+def test_session_clock_and_resume(tmp_path):
+    now = [100.0]
+    s = Session(tmp_path, budget=60, started=90.0, clock=lambda: now[0], quiet=True)
+    assert s.elapsed() == 10 and s.left() == 50
+    now[0] = 130.0
+    info = s.record("setup", {"decision": "x"})
+    assert info["finished_at"] == 40 and info["seconds"] == 30  # from when the session (this stage) began
+    assert json.loads((tmp_path / "state.json").read_text())["elapsed"] == 40
+    # a resumed session (a new process, its own start) continues the clock where it stopped
+    later = Session(tmp_path, budget=60, started=1000.0, clock=lambda: 1005.0, quiet=True)
+    assert later.elapsed() == 45 and later.left() == 15 and later.done("setup")["decision"] == "x"
+    now[0] = 200.0
+    assert s.left() == 0.0  # never negative
+
+
+def test_process_start_is_in_the_past():
+    import time
+    assert time.time() - 3600 < process_started() <= time.time()
