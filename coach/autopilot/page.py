@@ -41,15 +41,16 @@ def stage_details(s: Session, name: str, info: dict[str, Any]) -> list[str]:
         sweep = json.loads((s.out / "sweep" / "sweep.json").read_text())
         keys = list(sweep["space"])
         parts.append(table(["rung", "trial", *keys, "val acc", "seconds", "epochs", "status"],
-                           [[t["stage"], t["number"], *[t["params"].get(k, "(plain)") for k in keys],
-                             t["value"] if t["value"] is not None else "", t.get("seconds", 0.0),
+                           [[t["stage"], t["number"], *[t["params"].get(k, "unchanged" if t["number"] == 0 else "")
+                                                         for k in keys],
+                             f"{t['value']:.4f}" if t["value"] is not None else "", t.get("seconds", 0.0),
                              t.get("epochs", 0.0), t["status"]] for t in sweep["trials"]]))
         if info.get("outcome"):
             parts.append(f"<p>{html.escape(info['outcome'])}</p>")
         parts.append("<p><a href='sweep/report.html'>command center: every trial's curves</a></p>")
     if name == "choose" and info.get("candidates"):
         parts.append(table(["candidate", "val acc", "views"],
-                           [[c["name"], c["acc"], c["views"]] for c in info["candidates"]]))
+                           [[c["name"], f"{c['acc']:.4f}", c["views"]] for c in info["candidates"]]))
     if name == "final" and (s.out / "final" / "summary.json").exists():
         parts.append("<p><a href='final/report.html'>the final run's report: curves, monitors, findings</a></p>")
     return parts

@@ -228,12 +228,20 @@ def run_stages(s: Session, data: str, options: dict[str, Any], seed: int) -> dic
                     evidence.update(memorization(rung[0]["run_dir"], loaded))
                 return bool(evidence["overfitting"])
 
-            # trials validate once, at their end: they are compared there, and a big validation
-            # split every epoch would cost short trials more than their training
-            summary = halving(base.replace(**{"train.eval_every": 10**9}), [[{}]] + rungs, loaded, s.out / "sweep",
+            # One schedule for the whole lineage (warm-up, stable, decay; Hu et al. 2024's "WSD"):
+            # the trunk warms up to the plain recipe's LR and every trial holds it, so a trial
+            # continues its parent without a restart; trials are compared on their weights' moving
+            # average, which at a constant LR stands in for the decay (Polyak averaging); the final
+            # training does the decay. Trials validate once, at their end: a big validation split
+            # every epoch would cost short trials more than their training.
+            search_cfg = base.replace(**{"schedule.name": "constant", "schedule.warmup": 0.0,
+                                         "train.eval_every": 10**9})
+            settings = [{"schedule.warmup": 0.1, "train.ema": trial_ema(plan.trunk, cost.step)}] + [
+                {"train.ema": trial_ema(r, cost.step)} for r in plan.rungs]
+            summary = halving(search_cfg, [[{}]] + rungs, loaded, s.out / "sweep",
                               [plan.trunk] + plan.rungs, epoch_s, margin=lambda v: P.noise_margin(v, len(loaded.val)),
                               value=lambda run, cfg: arm_value(run, cfg, loaded), labels=[[{}]] + labels,
-                              space=plan.space, keep_going=keep_going,
+                              space=plan.space, keep_going=keep_going, settings=settings,
                               prior=lambda k, arm, rung: regularizer_prior(rungs[k - 1][arm], evidence),
                               deadline=time.time() + 1.25 * plan.seconds, on_trial=lambda r: s.say(trial_line(r)))
             info.update(search_outcome(summary, plan, evidence))
@@ -255,12 +263,12 @@ def run_stages(s: Session, data: str, options: dict[str, Any], seed: int) -> dic
     if not s.done("final"):
         run = train_final(s, final_cfg, loaded, final_dir, cost, sizing, winner, bool(sd.get("runner_up")))
         sm = run.summary
-        start = (f"continued the winning trial ({winner['epochs_done']:.1f} epochs in the search)" if winner
-                 else "trained the plain recipe from scratch")
+        start = (f"continued the winning trial ({winner['epochs_done']:.1f} epochs in the search, at a constant LR) "
+                 "with the schedule's decay" if winner else "trained the plain recipe from scratch")
         ema = Run.open(final_dir).config.train.ema
         s.record("final", {"summary": sm, "continued_from": winner["run_dir"] if winner else None, "decision":
                            f"{start} for {sm['epochs']:.1f} {'more ' if winner else ''}epochs in {sm['time']:.0f}s, the "
-                           f"one-cycle schedule fitted to the time left, "
+                           f"{'cosine decay' if winner else 'one-cycle schedule'} fitted to the time left, "
                            + (f"EMA of the weights (decay {ema:.4g}, a window of ~10% of the run)" if ema else
                               f"no EMA (under {P.TARGET_EPOCHS} epochs)")
                            + f"; best val acc {sm['best']['value']:.4f}"})
@@ -313,12 +321,24 @@ def finish_seconds(s: Session, cost: Cost | None, data: Data, cfg: Config | None
     return min(0.005 * s.budget + REPORT_SECONDS + passes, 0.12 * s.budget + REPORT_SECONDS)
 
 
+def trial_ema(seconds: float, step_seconds: float) -> float:
+    """An averaging window of about a third of a trial: at a constant LR, the average over the
+    last stretch of weights is what a decay to zero would have reached (Polyak averaging)."""
+    return min(0.9999, max(0.5, 1.0 - 3.0 / max(seconds / max(step_seconds, 1e-9), 6.0)))
+
+
+def averaged_model(run: Run) -> Any:
+    """A trial's EMA weights, with the batch-norm statistics averaged alongside them (a re-
+    estimate would cost each trial a pass over training data), else its final weights."""
+    return run.load_model("ema" if (run.dir / "weights" / "ema.safetensors").exists() else "final")
+
+
 def arm_value(run: Run, cfg: Config, data: Data) -> float:
-    """A trial's validation accuracy, mirror views averaged in when it trained on mirrors: what
-    flips buy includes flip-TTA, and a model never shown mirrors is never judged on them."""
-    if not cfg.augment.hflip:
-        return float(run.summary["final"]["val_acc"])
-    return scores(predict_proba(run.load_model("final"), data.val.x, "flip"), data.val.y)["acc"]
+    """A trial's validation accuracy, on its averaged weights, mirror views averaged in when it
+    trained on mirrors: what flips buy includes flip-TTA, and a model never shown mirrors is
+    never judged on them."""
+    tta = "flip" if cfg.augment.hflip else "none"
+    return scores(predict_proba(averaged_model(run), data.val.x, tta), data.val.y)["acc"]
 
 
 REGULARIZERS = ("augment.", "regularize.", "optim.weight_decay")
@@ -330,8 +350,9 @@ def memorization(run_dir: str | Path, data: Data) -> dict[str, Any]:
     validation error). Both measured in eval mode on as many examples."""
     run = Run.open(run_dir)
     n = min(len(data.val), len(data.train))
-    train = scores(predict_proba(run.load_model("final"), data.train.x[:n]), data.train.y[:n])["acc"]
-    val = float(run.summary["final"]["val_acc"])
+    model = averaged_model(run)
+    train = scores(predict_proba(model, data.train.x[:n]), data.train.y[:n])["acc"]
+    val = scores(predict_proba(model, data.val.x), data.val.y)["acc"]
     se = P.noise_margin(val, len(data.val))
     return {"epochs": run.summary["epochs"], "train_acc": train, "val_acc": val, "gap": train - val, "se": se,
             "overfitting": train - val > 2 * se and (1 - train) < 0.5 * (1 - val)}
@@ -446,6 +467,8 @@ def train_final(s: Session, cfg: Config, data: Data, final_dir: Path, cost: Cost
     seconds = training_seconds(s, finish_seconds(s, cost, data, cfg, ema=long, runner_up=runner_up))
     epochs = min(P.MAX_FINAL_EPOCHS, planned_epochs(seconds, sizing.epoch(cost)))
     ema = P.ema_decay_for(epochs * sizing.steps_per_epoch) if long else None
+    if winner:  # the lineage's decay: from the LR the trials held down to zero, no new warm-up
+        cfg = cfg.replace(**{"schedule.name": "cosine", "schedule.warmup": 0.0})
     cfg = cfg.replace(**{"train.epochs": epochs, "train.ema": ema,
                          # the run keeps its closing validation's time itself; 1% for saving and exporting
                          "train.time_budget": 0.99 * seconds,

@@ -90,15 +90,17 @@ def halving(base: Config, rungs: list[list[dict[str, Any]]], data: Data, sweep_d
             value: Value = final_value, prior: Prior | None = None, labels: list[list[dict[str, Any]]] | None = None,
             space: dict[str, str] | None = None, deadline: float | None = None,
             on_trial: OnTrial | None = None,
-            keep_going: Callable[[int, dict[int, dict[str, Any]]], bool] | None = None) -> dict[str, Any]:
+            keep_going: Callable[[int, dict[int, dict[str, Any]]], bool] | None = None,
+            settings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Run (or resume) the search. `rungs[k]`: the options of rung k's dimension, as config
     overrides; option 0 changes nothing (the incumbent). `seconds[k]`: what each arm of rung k
     trains. `margin`: the incumbent's advantage, or a function of its value (a standard
     error); `prior(rung, arm, results)`: a further advantage from evidence other than the
     arm's value. `keep_going(rung, results)`: asked after each rung; False ends the search
     there (what the curves show may make the remaining rungs pointless). `labels`: how options
-    are shown. `deadline` (time.time()) cuts the search short: a rung left unfinished keeps
-    its incumbent. Returns the sweep summary, with the winner (its accumulated overrides and
+    are shown. `settings[k]`: overrides for every arm of rung k that the winner does not carry
+    on (its schedule's warm-up, its averaging window). `deadline` (time.time()) cuts the
+    search short: a rung left unfinished keeps its incumbent. Returns the sweep summary, with the winner (its accumulated overrides and
     the run directory the final training continues)."""
     if len(seconds) != len(rungs) or any(not r or r[0] for r in rungs):
         raise ValueError("halving: one length per rung, and each rung's option 0 must be {} (the incumbent)")
@@ -122,7 +124,7 @@ def halving(base: Config, rungs: list[list[dict[str, Any]]], data: Data, sweep_d
                 left = None if deadline is None else deadline - time.time()
                 if left is not None and left < 1.0:
                     continue  # out of time
-                cfg = base.replace(**{**incumbent, **option})
+                cfg = base.replace(**{**incumbent, **option, **(settings[k] if settings else {})})
                 run_dir = sweep / "trials" / f"rung-{k}" / f"arm-{i}"
                 run = train_for(cfg, run_dir, data, seconds[k] if left is None else min(seconds[k], left),
                                 epoch_seconds, parent)
