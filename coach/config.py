@@ -12,9 +12,10 @@ by the time a config is validated.
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -75,8 +76,47 @@ def parse_duration(value: Any) -> float | None:
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
+def _numbers_in(v: Any) -> list[Any]:
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def _types_in(annotation: Any) -> set[Any]:
+    """Every type an annotation names: int | None -> {int, NoneType}; list[int] -> {list, int}."""
+    from typing import get_args, get_origin
+    args = get_args(annotation)
+    if get_origin(annotation) is Annotated:
+        return _types_in(args[0])
+    return {annotation} | {t for a in args for t in _types_in(a)} if args else {annotation}
+
+
+# Upper bounds on sizes and counts: a value past them is a typo or would exhaust memory (and
+# would otherwise reach torch first, as a C++ stack trace). They are far above any use.
+MAX_WIDTH, MAX_DEPTH, MAX_IMAGE, MAX_PAD = 16_384, 256, 8_192, 256
+MAX_SIZE, MAX_BATCH, MAX_EPOCHS = 1_000_000, 1_048_576, 1_000_000
+MAX_COUNT = 10**12  # steps, examples, patience...
+MAX_SECONDS = 30 * 24 * 3600.0  # a month
+
+
 class _Section(BaseModel):
+    """Every section: frozen, no unknown keys, no booleans read as numbers, no inf or NaN."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, v: Any, info: Any) -> Any:
+        # YAML reads `true` as a boolean and pydantic would take it as 1: a typo, not a size
+        types = _types_in(cls.model_fields[info.field_name].annotation)
+        if bool not in types and types & {int, float} and any(isinstance(x, bool) for x in _numbers_in(v)):
+            raise ValueError("expected a number, got a boolean (true/false)")
+        return v
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _finite(cls, v: Any) -> Any:
+        if any(isinstance(x, float) and not math.isfinite(x) for x in _numbers_in(v)):
+            raise ValueError("must be a finite number (not inf or nan)")
+        return v
 
 
 class DataConfig(_Section):
@@ -85,16 +125,18 @@ class DataConfig(_Section):
     val_fraction: float = Field(0.1, gt=0, lt=1)
     # Only for sources that ship no test split (digits, image folders, npz without x_test).
     test_fraction: float = Field(0.2, gt=0, lt=1)
-    limit: int | None = Field(None, gt=0, description="use at most this many training examples")
-    per_class: int | None = Field(None, gt=0, description="use at most this many training examples per class")
+    limit: int | None = Field(None, gt=0, le=MAX_COUNT, description="use at most this many training examples")
+    per_class: int | None = Field(None, gt=0, le=MAX_COUNT,
+                                  description="use at most this many training examples per class")
     classes: list[int] | None = Field(None, description="keep only these classes (relabelled 0..k-1 in this order)")
     # The train/val split has its own seed, so runs with different seeds share one validation set
     # (ensembles of them are then evaluated honestly).
     split_seed: int = 0
     preprocess: Literal["none", "mean_image", "channel_mean", "standardize", "pca", "zca"] = "standardize"
-    pca_components: float | None = Field(None, gt=0, description="k components (>=1) or variance fraction (<1)")
+    pca_components: float | None = Field(None, gt=0, le=MAX_SIZE, description="k components (>=1) or variance fraction (<1)")
     zca_epsilon: float = Field(1e-2, gt=0)
-    image_size: tuple[int, int] = (32, 32)  # image-folder resize (height, width)
+    image_size: tuple[Annotated[int, Field(ge=1, le=MAX_IMAGE)], Annotated[int, Field(ge=1, le=MAX_IMAGE)]] = (32, 32)
+    # image-folder resize (height, width)
     color: Literal["auto", "rgb", "gray"] = "auto"  # image-folder
     layout: Literal["auto", "vector", "signal", "image"] = "auto"  # npz: how to read x
 
@@ -107,10 +149,11 @@ class ModelConfig(_Section):
     activation_kwargs: dict[str, float] = Field(default_factory=dict)
     init: str = "kaiming"
     init_kwargs: dict[str, float | str] = Field(default_factory=dict)
-    width: int = Field(32, gt=0)
-    depth: int = Field(2, ge=1)
-    hidden: list[int] | None = None  # mlp: explicit hidden sizes, overrides width/depth
-    blocks: int = Field(2, ge=1, description="convs per convnet stage / residual blocks per resnet stage")
+    width: int = Field(32, gt=0, le=MAX_WIDTH)
+    depth: int = Field(2, ge=1, le=MAX_DEPTH)
+    hidden: list[Annotated[int, Field(gt=0, le=MAX_WIDTH)]] | None = Field(None, max_length=MAX_DEPTH)
+    # mlp: explicit hidden sizes, overrides width/depth
+    blocks: int = Field(2, ge=1, le=MAX_DEPTH, description="convs per convnet stage / residual blocks per resnet stage")
     norm: Literal["batch", "none"] = "batch"
     pool: Literal["max", "fractional", "avg"] = "max"
 
@@ -134,17 +177,17 @@ class RegularizeConfig(_Section):
 
 class AugmentConfig(_Section):
     hflip: bool = False
-    crop_padding: int = Field(0, ge=0, description="random crop after zero padding by this many pixels")
+    crop_padding: int = Field(0, ge=0, le=MAX_PAD, description="random crop after zero padding by this many pixels")
     resized_crop: bool = False
     crop_scale: tuple[float, float] = (0.35, 1.0)
     crop_ratio: tuple[float, float] = (0.75, 1.333)
     brightness: float = Field(0.0, ge=0)
     contrast: float = Field(0.0, ge=0)
     pca_jitter: float = Field(0.0, ge=0, description="std of AlexNet PCA colour noise")
-    cutout: int = Field(0, ge=0, description="side of the square cut out, in pixels")
+    cutout: int = Field(0, ge=0, le=MAX_IMAGE, description="side of the square cut out, in pixels")
     mixup: float = Field(0.0, ge=0, description="Beta(alpha, alpha) parameter; 0 = off")
     cutmix: float = Field(0.0, ge=0)
-    shift: int = Field(0, ge=0, description="1-D signals: max circular shift")
+    shift: int = Field(0, ge=0, le=MAX_SIZE, description="1-D signals: max circular shift")
     scale: float = Field(0.0, ge=0, description="1-D signals: amplitude scale jitter")
     noise: float = Field(0.0, ge=0, description="1-D signals and vectors: Gaussian noise std")
 
@@ -171,19 +214,19 @@ class ScheduleConfig(_Section):
     milestones: list[float] = Field(default_factory=lambda: [0.5, 0.75], description="multistep: fractions of training")
     decay: float = Field(1.0, ge=0, description="1/t: lr / (1 + decay * epoch)")
     min_lr: float = Field(0.0, ge=0)
-    cycles: int = Field(1, ge=1, description="cyclic: number of cosine cycles (SGDR)")
+    cycles: int = Field(1, ge=1, le=MAX_EPOCHS, description="cyclic: number of cosine cycles (SGDR)")
     pct_start: float = Field(0.3, gt=0, lt=1, description="onecycle: fraction spent rising")
-    patience: int = Field(2, ge=0, description="plateau: evaluations without improvement")
+    patience: int = Field(2, ge=0, le=MAX_COUNT, description="plateau: evaluations without improvement")
     factor: float = Field(0.1, gt=0, lt=1, description="plateau: LR multiplier")
 
     _check_name = field_validator("name")(lambda v: SCHEDULES.check(v))
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(10, ge=1)
-    max_steps: int | None = Field(None, ge=1)
-    batch_size: int = Field(128, ge=1)
-    time_budget: float | None = Field(None, gt=0, description="seconds, or '90s', '20m', '1h'")
+    epochs: int = Field(10, ge=1, le=MAX_EPOCHS)
+    max_steps: int | None = Field(None, ge=1, le=MAX_COUNT)
+    batch_size: int = Field(128, ge=1, le=MAX_BATCH)
+    time_budget: float | None = Field(None, gt=0, le=MAX_SECONDS, description="seconds, or '90s', '20m', '1h'")
     fit_to_budget: bool = Field(False, description="with time_budget: shorten the LR schedule so it ends within "
                                                    "the budget (re-planned at each evaluation), not just stop")
     loss: str = "cross_entropy"
@@ -192,20 +235,31 @@ class TrainConfig(_Section):
     channels_last: bool = False
     grad_clip: float | None = Field(None, gt=0)
     ema: float | None = Field(None, gt=0, lt=1, description="Polyak/EMA decay, e.g. 0.999")
-    early_stopping: int | None = Field(None, ge=1, description="patience in evaluations")
+    early_stopping: int | None = Field(None, ge=1, le=MAX_COUNT, description="patience in evaluations")
     monitor: str = "val_acc"
     mode: Literal["min", "max"] = "max"
-    eval_every: int | None = Field(None, ge=1, description="steps between validations; default once per epoch")
-    checkpoint_every: int | None = Field(None, ge=1, description="steps between checkpoints; default each eval")
-    log_every: int = Field(20, ge=1)
-    monitor_every: int = Field(50, ge=0, description="steps between live-monitor samples; 0 = off")
+    eval_every: int | None = Field(None, ge=1, le=MAX_COUNT, description="steps between validations; default once per epoch")
+    checkpoint_every: int | None = Field(None, ge=1, le=MAX_COUNT,
+                                         description="steps between checkpoints; default each eval")
+    log_every: int = Field(20, ge=1, le=MAX_COUNT)
+    monitor_every: int = Field(50, ge=0, le=MAX_COUNT, description="steps between live-monitor samples; 0 = off")
     snapshots: bool = False
     progress: bool = True
-    max_nonfinite: int = Field(5, ge=1, description="non-finite steps in a row before a roll-back")
-    max_rollbacks: int = Field(3, ge=0)
+    max_nonfinite: int = Field(5, ge=1, le=MAX_COUNT, description="non-finite steps in a row before a roll-back")
+    max_rollbacks: int = Field(3, ge=0, le=1000)
 
     _budget = field_validator("time_budget", mode="before")(lambda v: parse_duration(v))
     _check_loss = field_validator("loss")(lambda v: LOSSES.check(v))
+
+
+BUILTIN_MODELS = ("mlp", "convnet", "resnet")
+# (key, default, the built-in models that use it): anything else leaves it unused
+HONOURED = [("regularize.dropconnect", 0.0, ("mlp",)),
+            ("regularize.stochastic_depth", 0.0, ("resnet",)),
+            ("regularize.spatial_dropout", 0.0, ("convnet",)),
+            ("model.pool", "max", ("convnet",)),
+            ("model.hidden", None, ("mlp",)),
+            ("model.blocks", 2, ("convnet", "resnet"))]
 
 
 class Config(_Section):
@@ -224,6 +278,32 @@ class Config(_Section):
     def _mlp_for_vectors(self) -> "Config":
         if self.data.preprocess in ("pca",) and self.model.name != "mlp":
             raise ValueError("data.preprocess=pca gives flat vectors; use model.name=mlp")
+        return self
+
+    @model_validator(mode="after")
+    def _no_setting_ignored(self) -> "Config":
+        """A setting the chosen model or optimizer cannot honour is an error naming both keys,
+        never a silent no-op."""
+        name = self.model.name
+        for key, default, honoured_by in HONOURED:
+            section, field = key.split(".")
+            v = getattr(getattr(self, section), field)
+            if v != default and name in BUILTIN_MODELS and name not in honoured_by:
+                raise ValueError(f"{key}={v} has no effect with model.name={name}; it is built into "
+                                 f"{' and '.join(honoured_by)} only: leave it at {default} or change model.name")
+        if self.optim.name == "lbfgs":
+            # the lectures: L-BFGS is for full-batch, deterministic problems: "all noise off"
+            noisy = [k for k in ("dropout", "spatial_dropout", "dropconnect", "stochastic_depth")
+                     if getattr(self.regularize, k)]
+            noisy += [f"augment.{k}" for k, v in self.augment.model_dump().items()
+                      if v and not isinstance(v, tuple)]
+            if noisy:
+                raise ValueError(f"optim.name=lbfgs needs a deterministic full-batch loss (the lectures: turn all "
+                                 f"sources of noise off), but {', '.join(n if '.' in n else 'regularize.' + n for n in noisy)} "
+                                 "adds noise; set it to 0/false or use another optimizer")
+            if self.optim.weight_decay:
+                raise ValueError("optim.weight_decay has no effect with optim.name=lbfgs (its single parameter group "
+                                 "takes none); use regularize.l2 for the same penalty as a loss term")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -246,7 +326,7 @@ def _format_errors(err: ValidationError) -> str:
             section = _section_for(e["loc"][:-1])
             allowed = ", ".join(section.model_fields) if section else ""
             msg = f"unknown key; allowed keys here: {allowed}"
-        elif "input" in e and e["type"] not in ("missing",):
+        elif "input" in e and e["type"] not in ("missing",) and e["loc"]:  # a whole-config rule names its keys
             msg = f"{msg} (got {e['input']!r})"
         lines.append(f"{key}: {msg}")
     return "invalid config:\n  " + "\n  ".join(lines)

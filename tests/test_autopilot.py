@@ -169,7 +169,7 @@ def test_end_to_end_on_an_npz_with_data_options(tmp_path):
 
 
 def test_the_plain_learning_rate_is_kept_unless_the_probe_shows_it_fails():
-    from coach.autopilot.pilot import PLAIN_LR, floor_lr
+    from coach.autopilot.recipe import PLAIN_LR, floor_lr
 
     def row(lr, first, last, diverged=False):
         return {"lr": lr, "first": first, "last": last, "drops": last < 0.9 * first, "diverged": diverged}

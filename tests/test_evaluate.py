@@ -158,6 +158,25 @@ def test_transfer_finetune_and_auto(tmp_path, capsys):
     assert "examples per class" in out and "linear probe" in out and "-> linear" in out  # 20/class: little data
 
 
+def test_finetune_top_trains_the_top_conv_block_and_nothing_below(tmp_path):
+    from coach.evaluate.transfer import blocks
+    deep = {"model.depth": 2, "model.blocks": 2}  # 4 convs, each with its batch norm
+    source = coach.fit(cfg(**{**deep, "data.classes": [0, 1, 2, 3, 4], "train.epochs": 1}), run_dir=tmp_path / "src")
+    model = coach.Run.open(source.dir).load_model("best")
+    bs = blocks(model)
+    assert len(bs) == 4 and all(isinstance(b[0], torch.nn.Conv2d) and isinstance(b[1], torch.nn.BatchNorm2d)
+                                for b in bs)  # a block is a conv with its norm, never a norm alone
+    before = load_file(str(source.dir / "weights" / "best.safetensors"))
+    target = cfg(**{**deep, "data.classes": [5, 6, 7, 8, 9], "data.per_class": 20, "train.epochs": 2})
+    run = transfer(source.dir, target, mode="finetune-top", run_dir=tmp_path / "top")
+    after = load_file(str(run.dir / "weights" / "final.safetensors"))
+    convs = [k for k in before if k.startswith("features.") and k.endswith(".weight") and before[k].dim() == 4]
+    top_conv = max(convs, key=lambda k: int(k.split(".")[1]))  # safetensors keys come sorted as text
+    assert not torch.equal(before[top_conv], after[top_conv])  # the top conv itself trained, not only a BN
+    lower = [k for k in before if k.startswith("features.") and int(k.split(".")[1]) < int(top_conv.split(".")[1])]
+    assert lower and all(torch.equal(before[k], after[k]) for k in lower)
+
+
 def test_transfer_from_state_dict_reports_keys(tmp_path):
     source = coach.fit(cfg(**{"data.classes": [0, 1, 2, 3, 4], "train.epochs": 1}), run_dir=tmp_path / "src")
     state = load_file(str(source.dir / "weights" / "best.safetensors"))
@@ -168,7 +187,8 @@ def test_transfer_from_state_dict_reports_keys(tmp_path):
     report = json.loads((run.dir / "transfer.json").read_text())
     assert report["matched"] > 0 and report["missing"] == [] and report["mode"] == "linear"
     with pytest.raises(UserError, match="incompatible weights"):
-        transfer(tmp_path / "plain.pt", cfg(**{"model.name": "mlp"}), mode="linear", run_dir=tmp_path / "bad")
+        transfer(tmp_path / "plain.pt", cfg(**{"model.name": "mlp", "model.blocks": 2}), mode="linear",
+                 run_dir=tmp_path / "bad")
 
 
 def test_cli_evaluate_zoo(runs, tmp_path):

@@ -130,11 +130,49 @@ def test_atomic_save_survives_a_crash_mid_write(tmp_path, monkeypatch):
     assert ckpt.load(path)["step"] == 1 and [p.name for p in tmp_path.iterdir()] == ["c.pt"]
 
 
+class _RunsCode:
+    """A pickle that calls os.system on loading: what a malicious checkpoint carries."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned > " + os.devnull,))
+
+
 def test_checkpoints_load_only_safely(tmp_path):
-    import argparse
-    torch.save({"x": argparse.Namespace(a=1)}, tmp_path / "evil.pt")  # any class needs unsafe unpickling
-    with pytest.raises(UserError, match="cannot load checkpoint safely"):
+    torch.save({"x": _RunsCode()}, tmp_path / "evil.pt")
+    with pytest.raises(UserError) as e:
         ckpt.load(tmp_path / "evil.pt")
+    msg = str(e.value)
+    assert "evil.pt" in msg and "could run code" in msg and "\n" not in msg and "weights_only" not in msg
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "evil.pt").read_bytes()[:40])
+    with pytest.raises(UserError, match="cut.pt: not loaded: it is truncated or corrupt"):
+        ckpt.load(tmp_path / "cut.pt")
+
+
+def test_mixed_precision_on_a_cpu_is_said_and_recorded(tmp_path, capsys):
+    run = coach.fit(cfg(**{"train.epochs": 1, "train.precision": "bf16", "train.device": "cpu"}), run_dir=tmp_path / "r")
+    assert "train.precision=bf16 is not used on cpu" in capsys.readouterr().err
+    assert run.summary["warnings"] and "fp32" in run.summary["warnings"][0]
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["warnings"] == run.summary["warnings"]
+    assert coach.fit(cfg(**{"train.epochs": 1}), run_dir=tmp_path / "q").summary["warnings"] == []
+
+
+def test_refused_weight_files_are_one_line(tmp_path):
+    from safetensors.torch import save_file
+
+    from coach.train.run import read_safetensors, rebuild_model
+    run = coach.fit(cfg(**{"train.epochs": 1}), run_dir=tmp_path / "r")
+    w = tmp_path / "r" / "weights" / "final.safetensors"
+    w.write_bytes(w.read_bytes()[:100])  # truncated
+    with pytest.raises(UserError, match="final.safetensors: not a readable safetensors file"):
+        read_safetensors(w)
+    state = {k: v.clone() for k, v in run.model.state_dict().items()}
+    key = next(k for k, v in state.items() if v.dim() == 2)
+    state[key] = torch.zeros(3, 3)
+    with pytest.raises(UserError, match=f"wrong shapes: {key} \\(3, 3\\)"):
+        rebuild_model(run.config, coach.Run.open(tmp_path / "r").spec, state)
+    save_file({"w": torch.ones(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(UserError, match="missing: "):
+        rebuild_model(run.config, coach.Run.open(tmp_path / "r").spec, read_safetensors(tmp_path / "other.safetensors"))
 
 
 # --------------------------------------------------------------- processes

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
 from coach.config import Config
 from coach.data import Data
 from coach.evaluate import ensemble, predict_proba, recompute_bn, scores
 from coach.evaluate.tta import trained_views, views
 from coach.train import Run
-from coach.train.run import rebuild_model, save_safetensors
+from coach.train.run import read_safetensors, rebuild_model, save_safetensors
 
 BN_EXAMPLES = 5_000  # training examples the EMA weights' batch-norm statistics are re-estimated on
 
@@ -33,7 +32,7 @@ def tta_pad(cfg: Any) -> int:
 def load_weights(run_dir: Path, which: str, data: Data) -> torch.nn.Module:
     run = Run.open(run_dir)
     if which == "ema":
-        model = rebuild_model(run.config, run.spec, load_file(str(run_dir / "weights" / "ema.safetensors")))
+        model = rebuild_model(run.config, run.spec, read_safetensors(run_dir / "weights" / "ema.safetensors"))
         return recompute_bn(model, data.train.x[:BN_EXAMPLES])
     return run.load_model(which)
 

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
 from coach.data import Data, load_data
 from coach.errors import UserError
 from coach.evaluate.predict import ensemble, predict_proba, recompute_bn, scores
 from coach.evaluate.tta import check_mode
 from coach.train import checkpoint as ckpt
-from coach.train.run import Run, rebuild_model, write_json
+from coach.train.run import Run, read_safetensors, rebuild_model, write_json
 
 
 def _data_key(run: Run) -> tuple[Any, ...]:
@@ -69,7 +68,7 @@ def evaluate_runs(run_dirs: list[str | Path], tta: str = "none", use_ensemble: b
         members.append(add(f"{tag} (best weights)", run.load_model("best")))
         ema_path = run.dir / "weights" / "ema.safetensors"
         if ema_path.exists():
-            ema = recompute_bn(rebuild_model(run.config, run.spec, load_file(str(ema_path))), data.train.x)
+            ema = recompute_bn(rebuild_model(run.config, run.spec, read_safetensors(ema_path)), data.train.x)
             add(f"{tag} (EMA weights, BN recomputed)", ema)
         snaps = snapshot_models(run)
         if len(snaps) > 1:

@@ -28,7 +28,7 @@ from coach.errors import UserError
 from coach.nn.models import CoachModel, build_model
 from coach.train import Callback, Run, fit
 from coach.train.loop import default_callbacks
-from coach.train.run import write_json
+from coach.train.run import read_safetensors, write_json
 
 MODES = ("linear", "finetune-top", "finetune-all", "auto")
 LITTLE_PER_CLASS = 200  # "very little data": fewer training examples per class than this
@@ -60,8 +60,30 @@ def freeze_batchnorm(module: nn.Module) -> nn.Module:
 
 
 def blocks(model: CoachModel) -> list[nn.Module]:
-    """The feature extractor's parameterized children, bottom to top."""
-    return [m for m in model.features.children() if any(True for _ in m.parameters())]
+    """The feature extractor's blocks, bottom to top: a layer with weights (a conv, a linear
+    layer, a residual block) with the normalization, activation, pooling and dropout that
+    follow it. A batch norm is part of its layer's block, never a block of its own."""
+    groups: list[list[nn.Module]] = []
+    for m in model.features.children():
+        weighted = any(True for _ in m.parameters())
+        norm = isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm))
+        if (weighted and not norm) or not groups:
+            groups.append([m])
+        else:
+            groups[-1].append(m)
+    return [nn.Sequential(*g) for g in groups if any(True for m in g for _ in m.parameters())]
+
+
+def freeze_blocks_batchnorm(model: CoachModel, frozen: list[nn.Module]) -> None:
+    """Freeze the batch-norm statistics of the given blocks, in the model itself."""
+    ids = {id(m) for b in frozen for m in b.children()}
+    for name, child in model.features.named_children():
+        if id(child) not in ids:
+            continue
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            setattr(model.features, name, FrozenBatchNorm(child))
+        else:
+            freeze_batchnorm(child)
 
 
 def load_source(source: str | Path, cfg: Config, data: Data) -> tuple[CoachModel, dict[str, Any]]:
@@ -78,8 +100,7 @@ def load_source(source: str | Path, cfg: Config, data: Data) -> tuple[CoachModel
     if not src.is_file():
         raise UserError(f"--from {src}: not a run directory, safetensors file or state-dict file")
     if src.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        state = load_file(str(src))
+        state = read_safetensors(src)
     else:
         from coach.train.checkpoint import load
         state = load(src)
@@ -171,6 +192,7 @@ def transfer(source: str | Path, cfg: Config, mode: str = "auto", run_dir: str |
     trainable: list[nn.Module] = []
     if mode == "finetune-top":
         trainable = bs[-max(1, len(bs) // 3):]
+        freeze_blocks_batchnorm(model, bs[:-len(trainable)])  # a frozen block's statistics stay its own
     elif mode == "finetune-all" and not gradual:
         trainable = bs
     for block in trainable:

@@ -49,7 +49,18 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt file, or one holding objects that need unsafe unpickling
-        raise UserError(f"{path}: cannot load checkpoint safely ({e.__class__.__name__}: {e})") from None
+        raise UserError(refusal(path, e)) from None
+
+
+def refusal(path: Path, e: Exception) -> str:
+    """One line for a checkpoint coach will not load, naming the file and what to do (instead
+    of torch's page on weights_only)."""
+    text = str(e)
+    if "weights_only" in text or "Unsupported global" in text or "GLOBAL" in text:
+        why = "it holds Python objects whose loading could run code, and coach only loads plain tensors"
+    else:
+        why = f"it is truncated or corrupt ({e.__class__.__name__})"
+    return f"{path}: not loaded: {why}; use a checkpoint coach wrote, or retrain (coach train --resume needs one)"
 
 
 def rng_state() -> dict[str, Any]:

@@ -13,6 +13,7 @@ import contextlib
 import math
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -130,6 +131,13 @@ class Trainer:
         self.augment = Augment(cfg.augment, data.kind, data.train.x)
         self.gen = torch.Generator(device).manual_seed(cfg.seed + 1)
         self.amp = autocast_dtype(cfg.train.precision, device)
+        self.warnings: list[str] = []
+        if cfg.train.precision in ("bf16", "fp16") and self.amp is None:
+            # a reasonable fallback, but never a silent one: said now and kept in summary.json
+            self.warnings.append(f"train.precision={cfg.train.precision} is not used on {device.type}: mixed "
+                                 "precision runs on CUDA only, so this run trains in fp32")
+            if self.rank == 0:
+                print(f"coach: warning: {self.warnings[-1]}", file=sys.stderr, flush=True)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         self.full_batch = cfg.optim.name == "lbfgs"  # L-BFGS: one step = one full-batch iteration
         self.batch_size = len(data.train) if self.full_batch else min(cfg.train.batch_size, len(data.train))
@@ -355,7 +363,8 @@ class Trainer:
                                                        "step": keep.best_step if keep else None},
                    "skipped_steps": self.skipped, "rollbacks": self.rollbacks, "seed": self.cfg.seed,
                    "device": str(self.device), "world_size": self.world, "threads": torch.get_num_threads(),
-                   "params": sum(p.numel() for p in self.raw_model.parameters()), "versions": versions()}
+                   "params": sum(p.numel() for p in self.raw_model.parameters()), "versions": versions(),
+                   "warnings": self.warnings}
         if self.rank == 0:
             w = self.run_dir / "weights"
             save_safetensors(self.raw_model.state_dict(), w / "final.safetensors")

@@ -100,7 +100,16 @@ class Run:
         if not weights.exists():
             raise UserError(f"{weights}: no such weights; available: "
                             f"{sorted(p.stem for p in (self.dir / 'weights').glob('*.safetensors'))}")
-        return rebuild_model(self.config, self.spec, load_file(str(weights)))
+        return rebuild_model(self.config, self.spec, read_safetensors(weights))
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a truncated or foreign file is one line naming it."""
+    try:
+        return load_file(str(path))
+    except Exception as e:  # SafetensorError, OSError, a header that is not JSON...
+        raise UserError(f"{path}: not a readable safetensors file ({e.__class__.__name__}: "
+                        f"{str(e).splitlines()[0][:120]}); it is truncated or was not written by coach") from None
 
 
 def rebuild_model(cfg: Config, spec: dict[str, Any], state: dict[str, torch.Tensor]) -> CoachModel:
@@ -108,5 +117,14 @@ def rebuild_model(cfg: Config, spec: dict[str, Any], state: dict[str, torch.Tens
     pre = Preprocessor(spec["preprocess"]["mode"], shape, spec["preprocess"]["components"])
     model = build_model(cfg.model.model_copy(update={"init": "default"}), shape, spec["num_classes"],
                         cfg.regularize, pre)
+    mine = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} (the model's: {tuple(mine[k].shape)})" for k, v in state.items()
+             if k in mine and mine[k].shape != v.shape]
+    missing, extra = sorted(set(mine) - set(state)), sorted(set(state) - set(mine))
+    if wrong or missing or extra:
+        raise UserError("the weights do not fit the model of this run's config.yaml and model.json: "
+                        + "; ".join(filter(None, [f"wrong shapes: {', '.join(wrong[:3])}" if wrong else "",
+                                                  f"missing: {', '.join(missing[:3])}" if missing else "",
+                                                  f"unexpected: {', '.join(extra[:3])}" if extra else ""])))
     model.load_state_dict(state)
     return model.eval()

@@ -1,0 +1,84 @@
+"""The autopilot's starting point: the data section for what the user gave, and the plain
+recipe for that shape of data (the floor every decision departs from only on evidence)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from coach.autopilot import plan as P
+from coach.config import Config, make_config
+from coach.data import Data
+from coach.errors import UserError
+
+KNOWN = ("fashion-mnist", "mnist", "mnist1d", "digits", "cifar10")
+PLAIN_LR = 3e-3
+
+
+def data_section(data: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The config's data section for a dataset name, an .npz or a folder, plus data.* options."""
+    options = dict(options or {})
+    if data in KNOWN:
+        return {"name": data, **options}
+    p = Path(data)
+    if p.suffix == ".npz" and p.is_file():
+        return {"name": "npz", "path": str(p), **options}
+    if p.is_dir():
+        return {"name": "image-folder", "path": str(p), "image_size": folder_image_size(p), **options}
+    raise UserError(f"--data {data}: not a known dataset ({', '.join(KNOWN)}), an .npz file or a folder of images")
+
+
+def folder_image_size(root: Path, default: int = 32, sample: int = 64) -> list[int]:
+    """Small images keep their own size (upscaling only costs time); larger ones are resized
+    to default x default. The median of a sample decides."""
+    from PIL import Image, UnidentifiedImageError
+
+    heights, widths = [], []
+    for f in sorted(x for x in root.rglob("*") if x.is_file())[:sample]:
+        try:
+            with Image.open(f) as im:
+                widths.append(im.width)
+                heights.append(im.height)
+        except (UnidentifiedImageError, OSError):
+            continue  # the loader names unreadable files
+    if not heights:
+        return [default, default]
+    mid = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+    return [min(mid(heights), default), min(mid(widths), default)]
+
+
+def plain_recipe(data_cfg: dict[str, Any], data: Data, seed: int = 0) -> tuple[Config, str]:
+    """The floor: the lectures' defaults for this shape of data, one-cycle to be sized to the time."""
+    kind, shape = data.kind, data.input_shape
+    if kind == "vector":
+        model, why = {"name": "mlp", "width": 256, "depth": 2}, "flat vectors: an MLP"
+    elif kind == "signal":
+        model, why = {"name": "convnet", "width": 32, "depth": 2}, "1-D signals: a 1-D convnet"
+    else:
+        model, why = {"name": "convnet", "width": 32, "depth": 2 if min(shape[1:]) <= 32 else 3}, \
+            f"{shape[0]}x{shape[1]}x{shape[2]} images: a VGG-style 2-D convnet"
+    augment: dict[str, Any] = {}
+    aug_why = ("no augmentation: whether " + " or ".join(k for k in P.augmentations(kind, shape) if k != "none")
+               + " help is for validation to say" if len(P.augmentations(kind, shape)) > 1 else "no augmentation")
+    cfg = make_config({"seed": seed, "data": {**data_cfg, "preprocess": "standardize"},
+                       "model": {**model, "activation": "relu", "init": "kaiming", "norm": "batch"},
+                       "optim": {"name": "adamw", "lr": PLAIN_LR, "weight_decay": 1e-4},
+                       "schedule": {"name": "onecycle"}, "augment": augment,
+                       "train": {"epochs": 10, "batch_size": 128, "progress": False, "monitor_every": 0}})
+    return cfg, (f"{why}; inputs standardized per channel, Kaiming init with batch norm, AdamW at {PLAIN_LR:g} with a "
+                 f"one-cycle schedule sized to the time; {aug_why}. This plain recipe is the floor: the autopilot "
+                 "departs from it only on validation evidence")
+
+
+def floor_lr(probe: list[dict[str, Any]]) -> tuple[float, str]:
+    """The plain recipe's AdamW 3e-3, unless the lectures' probe (a fresh model, ~100 steps at
+    each of 1e-1, 1e-2, 1e-3, 1e-4 and 3e-3) shows it does not make the loss drop, or blows
+    up, while another LR does: then the probe LR whose loss fell furthest."""
+    mine = next((r for r in probe if r["lr"] == PLAIN_LR), None)
+    working = [r for r in probe if r["drops"] and not r["diverged"]]
+    if mine is None or not working or (mine["drops"] and not mine["diverged"]):
+        return PLAIN_LR, (f"the lectures' LR probe saw AdamW's {PLAIN_LR:g} make the loss drop: the plain recipe keeps it"
+                          if mine is not None and mine["drops"] else f"the plain recipe keeps AdamW's {PLAIN_LR:g}")
+    best = min(working, key=lambda r: r["last"] / r["first"])
+    what = "blew up" if mine["diverged"] else "did not make the loss drop"
+    return best["lr"], (f"in the lectures' LR probe {PLAIN_LR:g} {what}; {best['lr']:g} made it fall furthest "
+                        f"({best['first']:.3g} -> {best['last']:.3g}): the plain recipe trains at {best['lr']:g}")
