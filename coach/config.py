@@ -205,6 +205,14 @@ class OptimConfig(_Section):
 
     _check_name = field_validator("name")(lambda v: OPTIMIZERS.check(v))
 
+    @field_validator("betas")
+    @classmethod
+    def _betas_are_decays(cls, v: tuple[float, float]) -> tuple[float, float]:
+        # Adam's moment decays: torch would refuse them deep inside the optimizer's constructor.
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError(f"each beta is a decay rate in [0, 1), got {list(v)}")
+        return v
+
 
 class ScheduleConfig(_Section):
     name: str = "constant"
@@ -220,6 +228,14 @@ class ScheduleConfig(_Section):
     factor: float = Field(0.1, gt=0, lt=1, description="plateau: LR multiplier")
 
     _check_name = field_validator("name")(lambda v: SCHEDULES.check(v))
+
+    @field_validator("milestones")
+    @classmethod
+    def _milestones_are_fractions(cls, v: list[float]) -> list[float]:
+        # a milestone at or past the end of training would never fire: refused, not ignored
+        if not all(0 < m < 1 for m in v):
+            raise ValueError(f"milestones are fractions of training in (0, 1), got {v}")
+        return v
 
 
 class TrainConfig(_Section):

@@ -51,6 +51,8 @@ def test_config_is_frozen():
     ("model.depth=99999999999999999999", "model.depth", "less than or equal to 256"),
     ("train.batch_size=10000000000", "train.batch_size", "less than or equal to"),
     ("data.image_size=[0, 5]", "data.image_size", "greater than or equal to 1"),
+    ("optim.betas=[2, 0.999]", "optim.betas", "decay rate in [0, 1)"),
+    ("schedule.milestones=[0.5, 3]", "schedule.milestones", "fractions of training in (0, 1)"),
 ])
 def test_bad_values_name_the_dotted_key(override, key, words):
     with pytest.raises(UserError) as e:

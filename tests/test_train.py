@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 import coach
+from coach.config import save_config
 from coach.errors import UserError
 from coach.train import Callback, Run
 from coach.train import checkpoint as ckpt
@@ -208,6 +209,8 @@ def test_kill_9_and_resume_is_bit_identical(tmp_path):
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert not (tmp_path / "v" / "summary.json").exists()  # it really died mid-run
+    with open(tmp_path / "v" / "metrics.jsonl", "a") as f:
+        f.write('{"type": "step", "st')  # a kill can land in the middle of a line's write
     resumed = _coach("train", "--resume", str(tmp_path / "v"))
     assert resumed.wait() == 0, resumed.stdout.read()
     a = load_file(str(tmp_path / "ref/weights/final.safetensors"))
@@ -216,6 +219,21 @@ def test_kill_9_and_resume_is_bit_identical(tmp_path):
     steps = [json.loads(ln)["step"] for ln in (tmp_path / "v/metrics.jsonl").read_text().splitlines()
              if json.loads(ln)["type"] == "step"]
     assert steps == sorted(set(steps))  # no step logged twice after the resume
+
+
+def test_resume_before_the_first_checkpoint_starts_again(tmp_path):
+    c = cfg(**{"train.checkpoint_every": 1000})
+    ref = coach.fit(c, run_dir=tmp_path / "ref")
+    victim = tmp_path / "v"  # what a kill during the first steps leaves: the config and a torn log line
+    victim.mkdir()
+    save_config(c, victim / "config.yaml")
+    (victim / "metrics.jsonl").write_text('{"type": "step", "step": 1, "loss": 2.3}\n{"type": "st')
+    run = coach.fit(resume=victim)
+    assert run.summary["status"] == "completed"
+    a, b = (load_file(str(d / "weights/final.safetensors")) for d in (ref.dir, victim))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    steps = [[json.loads(ln)["step"] for ln in (d / "metrics.jsonl").read_text().splitlines()] for d in (ref.dir, victim)]
+    assert steps[0] == steps[1]  # the old lines (and the torn one) are gone, none written twice
 
 
 def test_sigint_checkpoints_and_exits_0(tmp_path):

@@ -80,7 +80,7 @@ class MetricsLog(Callback):
 
     def on_train_begin(self, t: "Trainer") -> None:
         if self.path.exists():
-            kept = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= t.step]
+            kept = [ln for ln in self.path.read_text().splitlines() if (r := _record(ln)) and r["step"] <= t.step]
             self.path.write_text("".join(ln + "\n" for ln in kept))
         self.file = open(self.path, "a", buffering=1)
 
@@ -98,6 +98,14 @@ class MetricsLog(Callback):
     def on_train_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
         if self.file is not None:
             self.file.close()
+
+
+def _record(line: str) -> dict[str, Any] | None:
+    """One metrics line, or None for a line torn by a kill in the middle of its write."""
+    try:
+        return json.loads(line) if line else None
+    except json.JSONDecodeError:
+        return None
 
 
 def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:

@@ -418,9 +418,14 @@ def fit(config: Config | None = None, run_dir: str | Path | None = None, resume:
     _init_distributed()
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / "checkpoints" / "last.pt").exists():
-            raise UserError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
+        if not (run_dir / "config.yaml").exists():
+            raise UserError(f"{run_dir}: nothing to resume (no config.yaml: not a run directory)")
         config = load_config(run_dir / "config.yaml")
+        if not (run_dir / "checkpoints" / "last.pt").exists():
+            # killed before its first checkpoint: nothing was lost but the start; begin again
+            print(f"{run_dir}: no checkpoint yet; starting the run from the beginning", file=sys.stderr)
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+            resume = None
     cfg = config or Config()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     rank = dist.get_rank() if dist.is_initialized() else 0
