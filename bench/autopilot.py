@@ -66,6 +66,13 @@ def timed(cmd: list[str]) -> tuple[float, str]:
     return time.time() - t0, p.stdout
 
 
+def searched(session: Path) -> list[str]:
+    """The dimensions the search actually tried (the plan's stop after the trunk when it does not
+    overfit, or when the time runs out)."""
+    sweep = session / "sweep" / "sweep.json"
+    return list(json.loads(sweep.read_text()).get("space", {})) if sweep.exists() else []
+
+
 def row(name: str, scale: float, keep: Path | None) -> dict:
     data, options, budget, target = ROWS[name]
     budget *= scale
@@ -83,7 +90,7 @@ def row(name: str, scale: float, keep: Path | None) -> dict:
     return {"row": name, "budget": budget, "target": target, "autopilot": result.get("test_acc"),
             "autopilot_wall": ap_wall, "plain": pl["test_acc"], "plain_wall": pl_wall, "plain_epochs": pl["epochs"],
             "width": st.get("cost", {}).get("width"), "threads": st.get("cost", {}).get("threads"),
-            "search": st.get("search", {}).get("plan", {}).get("dims"),
+            "search": searched(base / f"{name}-autopilot"),
             "winner": (st.get("search", {}).get("winner") or {}).get("params"),
             "final_epochs": st.get("final", {}).get("summary", {}).get("epochs"),
             "pick": st.get("choose", {}).get("pick")}

@@ -86,6 +86,13 @@ def test_resume_continues_without_redoing(session, tmp_path):
     assert "test" in after and result["test_acc"] > 0.9
 
 
+def test_a_new_session_refuses_a_folder_that_holds_one(session):
+    result, out = session
+    with pytest.raises(UserError, match="--resume"):  # not the old session's result returned as new
+        autopilot("mnist1d", budget=30, out=out, quiet=True)
+    assert json.loads((out / "result.json").read_text())["test_acc"] == result["test_acc"]
+
+
 def test_stops_with_an_explanation_on_random_labels(tmp_path):
     from sklearn.datasets import load_digits
     d = load_digits()

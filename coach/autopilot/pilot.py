@@ -66,6 +66,10 @@ def open_session(data: str | None, budget: float, out: str | Path | None, resume
     if not budget or not math.isfinite(budget) or budget <= 0:
         raise UserError(f"--budget {budget}: give a positive duration, e.g. 90s, 3m, 1h")
     out = Path(out) if out else Path("autopilot") / time.strftime(f"%Y%m%d-%H%M%S-{Path(str(data)).name}")
+    if resume is None and (out / "state.json").exists():
+        # a new session here would read the old one's stages and return its result as its own
+        raise UserError(f"--out {out} already holds an autopilot session: continue it with --resume {out}, "
+                        f"or give another --out")
     out.mkdir(parents=True, exist_ok=True)
     s = Session(out, budget, started, quiet=quiet)
     s.state["data"], s.state["data_options"] = data, options
