@@ -250,10 +250,25 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo_folder(out: Path) -> tuple[Path, bool]:
+    """Where `make demo` runs again: an interrupted demo is resumed; a finished one is kept and
+    the new demo goes to OUT-2, OUT-3, ... Returns (folder, resume)."""
+    if not (out / "state.json").exists():
+        return out, False
+    if not (out / "result.json").exists():
+        return out, True
+    n = 2
+    while Path(f"{out}-{n}").exists():
+        n += 1
+    return Path(f"{out}-{n}"), False
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: the autopilot on Fashion-MNIST under a 15-minute budget."""
-    args.data, args.resume, args.seed = "fashion-mnist", None, 0
-    print(f"coach demo: the autopilot on Fashion-MNIST with a {args.budget} budget (progress per stage below)")
+    out, resume = demo_folder(Path(args.out))
+    args.data, args.out, args.resume, args.seed = "fashion-mnist", str(out), str(out) if resume else None, 0
+    print(f"coach demo: the autopilot on Fashion-MNIST with a {args.budget} budget (progress per stage below)"
+          + (f"; resuming the interrupted demo in {out}" if resume else f"; writing {out}"))
     return cmd_autopilot(args)
 
 
