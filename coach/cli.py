@@ -201,20 +201,25 @@ def cmd_autopilot(args: argparse.Namespace) -> int:
 
     if not args.data and not args.resume:
         raise UserError("--data NAME|PATH is required (or --resume DIR)")
+    given = [flag for flag, v in (("--data", args.data), ("--budget", args.budget), ("--set", args.overrides),
+                                  ("--seed", args.seed), ("--out", args.out)) if v is not None and v != []]
+    if args.resume and given:
+        raise UserError(f"--resume {args.resume} continues the session with its own data, budget and seed: "
+                        f"leave out {', '.join(given)}")
     try:
-        budget = parse_duration(args.budget)
+        budget = parse_duration(args.budget or "20m")
     except ValueError as e:
         raise UserError(f"--budget: {e}") from None
     # the budget runs from the process's start: importing torch and loading the data count
     options = {}
-    for item in getattr(args, "overrides", []):
+    for item in args.overrides or []:
         key, _, value = item.partition("=")
         if not key.startswith("data.") or not _:
             raise UserError(f"--set {item!r}: the autopilot takes only data.KEY=VALUE (e.g. data.limit=8000); "
                             "it chooses the model, optimizer and training itself")
         import yaml
         options[key.removeprefix("data.")] = yaml.safe_load(value)
-    result = autopilot(args.data, budget=budget, out=args.out, resume=args.resume, seed=args.seed,
+    result = autopilot(args.data, budget=budget, out=args.out, resume=args.resume, seed=args.seed or 0,
                        started=process_started(), quiet=getattr(args, "quiet", False), data_options=options)
     if result.get("stopped"):
         print(f"stopped: {result['stopped']}")
@@ -266,9 +271,15 @@ def demo_folder(out: Path) -> tuple[Path, bool]:
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: the autopilot on Fashion-MNIST under a 15-minute budget."""
     out, resume = demo_folder(Path(args.out))
-    args.data, args.out, args.resume, args.seed = "fashion-mnist", str(out), str(out) if resume else None, 0
-    print(f"coach demo: the autopilot on Fashion-MNIST with a {args.budget} budget (progress per stage below)"
-          + (f"; resuming the interrupted demo in {out}" if resume else f"; writing {out}"))
+    print("coach demo: the autopilot on Fashion-MNIST (progress per stage below); "
+          + (f"resuming the interrupted demo in {out} with its own budget" if resume
+             else f"a {args.budget} budget, writing {out}"))
+    args.overrides, args.quiet = None, False
+    if resume:
+        args.data = args.budget = args.seed = args.out = None
+        args.resume = str(out)
+    else:
+        args.data, args.out, args.resume, args.seed = "fashion-mnist", str(out), None, 0
     return cmd_autopilot(args)
 
 
@@ -337,12 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("autopilot", help="the whole recipe under a time budget, with a report of every decision")
     a.add_argument("--data", help="a dataset name (coach datasets), an .npz file or a folder of class folders")
-    a.add_argument("--budget", default="20m", help="total time, e.g. 20m, 90s, 1h")
+    a.add_argument("--budget", help="total time, e.g. 20m, 90s, 1h (default 20m)")
     a.add_argument("--out", help="session directory (default autopilot/<time>-<data>)")
     a.add_argument("--resume", metavar="DIR", help="continue an interrupted session")
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--seed", type=int, help="default 0")
     a.add_argument("--quiet", action="store_true", help="print only the result")
-    a.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="data.KEY=VALUE",
+    a.add_argument("--set", dest="overrides", nargs="+", action="extend", metavar="data.KEY=VALUE",
                    help="data options, e.g. --set data.limit=8000 data.val_fraction=0.2")
     a.set_defaults(func=cmd_autopilot)
 

@@ -133,6 +133,9 @@ def test_cli_errors_name_the_flag():
     p = subprocess.run([sys.executable, "-m", "coach", "autopilot", "--data", "digits", "--set", "optim.lr=1"],
                        cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 2 and "data.KEY=VALUE" in p.stderr
+    p = subprocess.run([sys.executable, "-m", "coach", "autopilot", "--resume", "anywhere", "--budget", "5m"],
+                       cwd=ROOT, capture_output=True, text=True)  # a resumed session keeps its budget: not ignored
+    assert p.returncode == 2 and "leave out --budget" in p.stderr and "Traceback" not in p.stderr
 
 
 def _image_folder(root: Path) -> None:

@@ -20,7 +20,7 @@ from coach.data import Data
 from coach.evaluate import ensemble, predict_proba, recompute_bn, scores
 from coach.evaluate.tta import trained_views, views
 from coach.train import Run
-from coach.train.run import read_safetensors, rebuild_model, save_safetensors
+from coach.train.run import save_safetensors
 
 BN_EXAMPLES = 5_000  # training examples the EMA weights' batch-norm statistics are re-estimated on
 
@@ -30,11 +30,8 @@ def tta_pad(cfg: Any) -> int:
 
 
 def load_weights(run_dir: Path, which: str, data: Data) -> torch.nn.Module:
-    run = Run.open(run_dir)
-    if which == "ema":
-        model = rebuild_model(run.config, run.spec, read_safetensors(run_dir / "weights" / "ema.safetensors"))
-        return recompute_bn(model, data.train.x[:BN_EXAMPLES])
-    return run.load_model(which)
+    model = Run.open(run_dir).load_model(which)
+    return recompute_bn(model, data.train.x[:BN_EXAMPLES]) if which == "ema" else model
 
 
 def view_count(mode: str, x: torch.Tensor) -> int:

@@ -54,13 +54,15 @@ REPORT_SECONDS = 3.5  # rendering the pages in a fresh process (matplotlib impor
 
 
 def open_session(data: str | None, budget: float, out: str | Path | None, resume: str | Path | None,
-                 started: float | None, quiet: bool, options: dict[str, Any]) -> tuple[Session, str, dict[str, Any]]:
+                 started: float | None, quiet: bool, options: dict[str, Any],
+                 seed: int = 0) -> tuple[Session, str, dict[str, Any], int]:
     if resume is not None:
         out = Path(resume)
         if not (out / "state.json").exists():
             raise UserError(f"--resume {out}: not an autopilot session (no state.json)")
         prev = json.loads((out / "state.json").read_text())
-        budget, data, options = prev["budget"], prev["data"], prev.get("data_options", {})
+        # the session keeps what it was started with: its data, budget and seed
+        budget, data, options, seed = prev["budget"], prev["data"], prev.get("data_options", {}), prev.get("seed", seed)
     if not data:
         raise UserError("--data NAME|PATH is required (or --resume DIR)")
     if not budget or not math.isfinite(budget) or budget <= 0:
@@ -72,8 +74,8 @@ def open_session(data: str | None, budget: float, out: str | Path | None, resume
                         f"or give another --out")
     out.mkdir(parents=True, exist_ok=True)
     s = Session(out, budget, started, quiet=quiet)
-    s.state["data"], s.state["data_options"] = data, options
-    return s, str(data), options
+    s.state["data"], s.state["data_options"], s.state["seed"] = data, options, seed
+    return s, str(data), options, seed
 
 
 def autopilot(data: str | None = None, budget: float = 1200.0, out: str | Path | None = None,
@@ -83,7 +85,7 @@ def autopilot(data: str | None = None, budget: float = 1200.0, out: str | Path |
     file or a folder of images; `data_options`: other data.* settings, e.g. {"limit": 8000}).
     `started`: when the clock began (time.time(); the CLI passes the process's start),
     default now. Returns the result (also in OUT/result.json)."""
-    s, data, options = open_session(data, budget, out, resume, started, quiet, dict(data_options or {}))
+    s, data, options, seed = open_session(data, budget, out, resume, started, quiet, dict(data_options or {}), seed)
     threads = torch.get_num_threads()
     try:
         return run_stages(s, data, options, seed)
