@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from coach.config import AugmentConfig
-from coach.data.augment import (Augment, brightness_contrast, colour_pca, cutmix, cutout, hflip, mixup, pca_colour,
+from coach.data.augment import (Augment, beta, brightness_contrast, colour_pca, cutmix, cutout, hflip, mixup, pca_colour,
                                 random_crop, random_resized_crop, shift_1d)
 from coach.errors import UserError
 
@@ -46,8 +46,14 @@ def test_brightness_contrast(x):
     out = brightness_contrast(x, 0.2, 0.0, gen())
     shift = (out - x).view(64, -1)
     assert torch.allclose(shift, shift[:, :1].expand_as(shift), atol=1e-6) and shift.abs().max() <= 0.2
+    # a shift per image drawn from U(-0.2, 0.2) (std 0.115), not zero and not one for all
+    assert 0.07 < shift[:, 0].std() < 0.16 and (shift[:, 0].abs() > 1e-3).float().mean() > 0.9
     out = brightness_contrast(x, 0.0, 0.5, gen())
     assert torch.allclose(out.mean((1, 2, 3)), x.mean((1, 2, 3)), atol=1e-5)  # contrast keeps the mean
+    centred_in, centred_out = (t - t.mean((1, 2, 3), keepdim=True) for t in (x, out))
+    factor = (centred_out.flatten(1) / centred_in.flatten(1)).median(1).values  # per image
+    assert torch.allclose(centred_out, factor.view(-1, 1, 1, 1) * centred_in, atol=1e-5)
+    assert factor.min() >= 0.5 - 1e-4 and factor.max() <= 1.5 + 1e-4 and factor.std() > 0.15  # U(0.5, 1.5)
 
 
 def test_pca_colour_moves_along_principal_axes(x):
@@ -68,23 +74,68 @@ def test_cutout_zeroes_one_square(x):
 def test_mixup_and_cutmix_labels(x):
     y = torch.arange(64)
     xm, ya, yb, lam = mixup(x, y, 0.4, gen())
+    assert 0 < lam < 1 and not torch.equal(ya, yb) and not torch.allclose(xm, x)
     assert torch.allclose(xm, lam * x + (1 - lam) * x[yb])
     xc, ya, yb, lam = cutmix(x, y, 1.0, gen())
-    from_other = (xc != x).any(1).float().mean().item()
-    assert 0 <= lam <= 1 and abs(from_other - (1 - lam)) < 0.05
+    pasted = (xc != x).any(1)  # (N, H, W): where the other image shows
+    assert 0 < lam < 1 and abs(pasted.float().mean().item() - (1 - lam)) < 0.05
+    mask = pasted[:, None].expand_as(x)
+    assert torch.equal(xc[mask], x[yb][mask])  # the box comes from the paired image
+
+
+def test_mixup_and_cutmix_draw_from_the_generator_only(x):
+    """lam comes from g (checkpointed with the run), not from the global RNG."""
+    y = torch.arange(64)
+    for op, alpha in ((mixup, 0.4), (cutmix, 1.0)):
+        torch.manual_seed(1)
+        a = op(x, y, alpha, gen(3))
+        torch.manual_seed(2)
+        b = op(x, y, alpha, gen(3))
+        assert a[3] == b[3] and torch.equal(a[0], b[0]) and torch.equal(a[2], b[2])
+        assert op(x, y, alpha, gen(4))[3] != a[3]
+
+
+def test_mixup_and_cutmix_together_alternate_per_batch(x):
+    aug = Augment(AugmentConfig(mixup=0.4, cutmix=1.0), "image", x)
+    y, g = torch.arange(64), gen(0)
+    kinds = []
+    for _ in range(40):
+        xm, ya, yb, lam = aug(x, y, g)
+        # cutmix pastes pixels of the paired image; mixup blends, giving pixels of neither
+        kinds.append("cutmix" if ((xm == x) | (xm == x[yb])).all() else "mixup")
+    assert 10 < kinds.count("cutmix") < 30
+
+
+def test_beta_draws_have_the_beta_moments():
+    g = gen(0)
+    draws = torch.tensor([beta(0.4, g) for _ in range(4000)])
+    # Beta(a, a): mean 1/2, variance 1 / (4 (2a + 1)) = 0.1389 for a = 0.4
+    assert abs(draws.mean() - 0.5) < 0.02 and abs(draws.var() - 1 / (4 * 1.8)) < 0.01
+    assert draws.min() >= 0 and draws.max() <= 1
 
 
 def test_shift_1d_is_a_roll():
-    s = torch.arange(20.0).view(2, 1, 10)
+    s = torch.arange(10.0).repeat(200, 1).view(200, 1, 10)
     out = shift_1d(s, 3, gen())
+    shifts = []
     for o, r in zip(out, s):
-        assert any(torch.equal(o, torch.roll(r, k, dims=-1)) for k in range(-3, 4))
+        ks = [k for k in range(-3, 4) if torch.equal(o, torch.roll(r, k, dims=-1))]
+        assert len(ks) == 1
+        shifts += ks
+    assert set(shifts) == set(range(-3, 4))  # every allowed shift, drawn independently per signal
 
 
 def test_pipeline_is_reproducible_and_checks_kind(x):
     aug = Augment(AugmentConfig(hflip=True, crop_padding=2, cutout=2, brightness=0.1), "image", x)
-    a = aug(x, torch.zeros(64, dtype=torch.long), gen(5))[0]
-    b = aug(x, torch.zeros(64, dtype=torch.long), gen(5))[0]
+    y = torch.zeros(64, dtype=torch.long)
+    g = gen(5)
+    state = g.get_state()
+    a = aug(x, y, g)[0]
+    g.set_state(state)  # a checkpoint's generator state reproduces the batch exactly
+    b = aug(x, y, g)[0]
     assert torch.equal(a, b) and aug.active and not Augment(AugmentConfig(), "image").active
+    changed = (a != x).flatten(1).any(1)
+    assert changed.all()  # brightness alone moves every image
+    assert not torch.equal(aug(x, y, gen(6))[0], a)  # another state, other draws
     with pytest.raises(UserError, match="augment.hflip: only for images"):
         Augment(AugmentConfig(hflip=True), "signal")

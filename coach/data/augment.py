@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -100,15 +101,24 @@ def cutout(x: Tensor, size: int, g: torch.Generator) -> Tensor:
     return x.masked_fill(_boxes(n, h, w, side, side, g, x.device), 0.0)
 
 
+def beta(alpha: float, g: torch.Generator) -> float:
+    """One draw of Beta(alpha, alpha) from the generator g.
+
+    torch's Beta/Gamma samplers take no generator (they read the global RNG, which a resumed
+    run or another transform would move), so g seeds numpy's exact Beta sampler instead."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=g, device=g.device).item())
+    return float(np.random.default_rng(seed).beta(alpha, alpha))
+
+
 def mixup(x: Tensor, y: Tensor, alpha: float, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor, float]:
-    lam = float(torch.distributions.Beta(alpha, alpha).sample().item()) if alpha > 0 else 1.0
+    lam = beta(alpha, g) if alpha > 0 else 1.0
     perm = torch.randperm(len(x), generator=g, device=x.device)
     return lam * x + (1 - lam) * x[perm], y, y[perm], lam
 
 
 def cutmix(x: Tensor, y: Tensor, alpha: float, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor, float]:
     n, _, h, w = x.shape
-    lam = float(torch.distributions.Beta(alpha, alpha).sample().item())
+    lam = beta(alpha, g)
     perm = torch.randperm(n, generator=g, device=x.device)
     side_h = torch.full((1,), int(h * math.sqrt(1 - lam)), device=x.device)
     side_w = torch.full((1,), int(w * math.sqrt(1 - lam)), device=x.device)
@@ -164,7 +174,10 @@ class Augment:
                 x = x * _u(len(x), 1 - c.scale, 1 + c.scale, g, x.device).view(-1, 1, 1)
         if c.noise:
             x = x + torch.randn(x.shape, generator=g, device=x.device) * c.noise
-        if c.cutmix and self.kind == "image":
+        if c.cutmix and c.mixup:  # both asked for: each batch gets one of them, even odds (as timm does)
+            use_cutmix = bool(torch.rand((), generator=g, device=g.device) < 0.5)
+            return cutmix(x, y, c.cutmix, g) if use_cutmix else mixup(x, y, c.mixup, g)
+        if c.cutmix:
             return cutmix(x, y, c.cutmix, g)
         if c.mixup:
             return mixup(x, y, c.mixup, g)
