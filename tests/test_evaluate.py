@@ -148,14 +148,64 @@ def test_transfer_linear_keeps_frozen_weights_bit_identical(tmp_path):
     assert coach.Run.open(run.dir).load_model("best") is not None  # the run directory rebuilds
 
 
-def test_transfer_finetune_and_auto(tmp_path, capsys):
-    source = coach.fit(cfg(**{"data.classes": [0, 1, 2, 3, 4]}), run_dir=tmp_path / "src")
-    target = cfg(**{"data.classes": [5, 6, 7, 8, 9], "data.per_class": 20, "train.epochs": 2})
+def test_transfer_groups_give_the_backbone_a_tenth_of_the_head_lr(tmp_path):
+    from coach.evaluate.transfer import prepare
+    from coach.train.loop import Trainer
+    source = coach.fit(cfg(**{"train.epochs": 1}), run_dir=tmp_path / "src")
+    model = coach.Run.open(source.dir).load_model("best").train()
+    groups, extra = prepare(model, "finetune-all", gradual=False, freeze_bn=False, weight_decay=0.0, num_classes=5)
+    assert extra == [] and [g["lr_mult"] for g in groups] == [1.0, 0.1]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.features.parameters()}
+    c = cfg(**{"optim.name": "sgd", "optim.lr": 0.2, "model.norm": "batch"})
+    t = Trainer(c, coach.load_data(c.data, 0), model, tmp_path / "t", torch.device("cpu"), [], groups)
+    t.set_lr()
+    assert [g["lr"] for g in t.opt.param_groups] == pytest.approx([0.2, 0.02])
+
+
+def test_gradual_unfreezing_goes_from_the_top_one_block_per_epoch(tmp_path):
+    from coach.evaluate.transfer import blocks
+    deep = {"model.depth": 2, "model.blocks": 2}  # 4 conv blocks
+    source = coach.fit(cfg(**{**deep, "train.epochs": 1}), run_dir=tmp_path / "src")
+    before = load_file(str(source.dir / "weights" / "best.safetensors"))
+    assert len(blocks(coach.Run.open(source.dir).load_model("best"))) == 4
+    target = cfg(**{**deep, "data.classes": [5, 6, 7, 8, 9], "train.epochs": 3})
     run = transfer(source.dir, target, mode="finetune-all", run_dir=tmp_path / "ft", gradual=True, freeze_bn=True)
-    assert run.summary["status"] == "completed"
-    run = transfer(source.dir, target, mode="auto", run_dir=tmp_path / "auto")
-    out = capsys.readouterr().out
-    assert "examples per class" in out and "linear probe" in out and "-> linear" in out  # 20/class: little data
+    after = load_file(str(run.dir / "weights" / "final.safetensors"))
+    convs = sorted({int(k.split(".")[1]) for k in before if k.startswith("features.") and before[k].dim() == 4})
+
+    def block(i):  # the conv's tensors and those of the batch norm after it
+        return [k for k in before if k.startswith("features.") and int(k.split(".")[1]) in (convs[i], convs[i] + 1)]
+
+    changed = [any(not torch.equal(before[k], after[k]) for k in block(i) if "running" not in k) for i in range(4)]
+    # epoch 1: head only; after it the top block thaws (trains epochs 2-3); after epoch 2 the next one
+    # (trains epoch 3); the third thaws after the last epoch and the bottom never does
+    assert changed == [False, False, True, True]
+    stats = [k for k in before if "running_" in k]
+    assert stats and all(torch.equal(before[k], after[k]) for k in stats)  # freeze_bn: statistics kept
+
+
+def test_auto_decides_by_similarity_when_data_is_plentiful(tmp_path):
+    """The lectures' 2x2 table: with lots of data, similar data fine-tunes the top, different data all."""
+    import dataclasses
+
+    from coach.evaluate.transfer import choose_mode, load_source
+    source = coach.fit(cfg(**{"train.epochs": 6}), run_dir=tmp_path / "src")
+    target = cfg()
+    data = coach.load_data(target.data, 0)
+    model, _ = load_source(source.dir, source.config, data)
+    mode, why = choose_mode(model, target, data, little_per_class=50)  # digits: ~130 per class = "lots"
+    assert mode == "finetune-top" and "(similar data" in why
+    perm = torch.randperm(64, generator=torch.Generator().manual_seed(0))  # scrambled pixels: another domain
+
+    def scramble(split):
+        return dataclasses.replace(split, x=split.x.flatten(1)[:, perm].view_as(split.x))
+
+    other = dataclasses.replace(data, train=scramble(data.train), val=scramble(data.val))
+    model, _ = load_source(source.dir, source.config, other)
+    mode, why = choose_mode(model, target, other, little_per_class=50)
+    assert mode == "finetune-all" and "(different data" in why
+    mode, why = choose_mode(model, target, other)  # 130 per class is "little" at the default line of 200
+    assert mode == "linear" and "little" in why
 
 
 def test_finetune_top_trains_the_top_conv_block_and_nothing_below(tmp_path):

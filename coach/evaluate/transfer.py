@@ -132,10 +132,11 @@ def linear_probe(model: CoachModel, data: Data, limit: int = 2000) -> float:
     return float(clf.score(xv, yv))
 
 
-def choose_mode(model: CoachModel, cfg: Config, data: Data) -> tuple[str, str]:
+def choose_mode(model: CoachModel, cfg: Config, data: Data,
+                little_per_class: int = LITTLE_PER_CLASS) -> tuple[str, str]:
     """The lectures' 2x2 table, with similarity measured by linear probes."""
     per_class = len(data.train) / data.num_classes
-    little = per_class < LITTLE_PER_CLASS
+    little = per_class < little_per_class
     pretrained = linear_probe(model, data)
     torch.manual_seed(cfg.seed)
     random = linear_probe(build_model(cfg.model.model_copy(update={"init": "kaiming"}), data.input_shape,
@@ -145,7 +146,7 @@ def choose_mode(model: CoachModel, cfg: Config, data: Data) -> tuple[str, str]:
     mode = {(True, True): "linear", (True, False): "linear",
             (False, True): "finetune-top", (False, False): "finetune-all"}[(little, similar)]
     why = (f"{per_class:.0f} training examples per class ({'little' if little else 'lots of'} data: the line is "
-           f"{LITTLE_PER_CLASS}); a linear probe on the pretrained features reaches {pretrained:.1%} validation "
+           f"{little_per_class}); a linear probe on the pretrained features reaches {pretrained:.1%} validation "
            f"accuracy against {random:.1%} on random features, closing {closed:.0%} of the gap to 100% "
            f"({'similar' if similar else 'different'} data: the line is 25%). ")
     why += {"linear": "Little data: train only a linear classifier on top, keep the rest frozen"
@@ -172,6 +173,33 @@ class GradualUnfreeze(Callback):
             t.opt.add_param_group({"params": params, "lr_mult": BACKBONE_LR_MULT, "weight_decay": self.weight_decay})
 
 
+def prepare(model: CoachModel, mode: str, gradual: bool, freeze_bn: bool, weight_decay: float,
+            num_classes: int) -> tuple[list[dict[str, Any]], list[Callback]]:
+    """Set up model for mode (a new head; what trains, what stays frozen) and return the
+    optimizer's parameter groups (the backbone at BACKBONE_LR_MULT of the head's LR) and the
+    callbacks the mode needs (gradual unfreezing)."""
+    model.reset_head(num_classes)
+    model.features.requires_grad_(False)
+    bs = blocks(model)
+    trainable: list[nn.Module] = []
+    if mode == "finetune-top":
+        trainable = bs[-max(1, len(bs) // 3):]
+        freeze_blocks_batchnorm(model, bs[:-len(trainable)])  # a frozen block's statistics stay its own
+    elif mode == "finetune-all" and not gradual:
+        trainable = bs
+    for block in trainable:
+        block.requires_grad_(True)
+    if mode == "linear" or freeze_bn:
+        freeze_batchnorm(model.features)
+    groups = [{"params": list(model.head.parameters()), "lr_mult": 1.0, "weight_decay": weight_decay}]
+    backbone = [p for p in model.features.parameters() if p.requires_grad]
+    if backbone:
+        groups.append({"params": backbone, "lr_mult": BACKBONE_LR_MULT, "weight_decay": weight_decay})
+    extra: list[Callback] = [GradualUnfreeze(list(reversed(bs)), weight_decay)] \
+        if mode == "finetune-all" and gradual else []
+    return groups, extra
+
+
 def transfer(source: str | Path, cfg: Config, mode: str = "auto", run_dir: str | Path | None = None,
              gradual: bool = False, freeze_bn: bool = False, data: Data | None = None) -> Run:
     if mode not in MODES:
@@ -186,30 +214,11 @@ def transfer(source: str | Path, cfg: Config, mode: str = "auto", run_dir: str |
     if mode == "auto":
         mode, reason = choose_mode(model, cfg, data)
     print(f"transfer: {reason} -> {mode}")
-    model.reset_head(data.num_classes)
-    model.features.requires_grad_(False)
-    bs = blocks(model)
-    trainable: list[nn.Module] = []
-    if mode == "finetune-top":
-        trainable = bs[-max(1, len(bs) // 3):]
-        freeze_blocks_batchnorm(model, bs[:-len(trainable)])  # a frozen block's statistics stay its own
-    elif mode == "finetune-all" and not gradual:
-        trainable = bs
-    for block in trainable:
-        block.requires_grad_(True)
-    if mode == "linear" or freeze_bn:
-        freeze_batchnorm(model.features)
-    wd = cfg.optim.weight_decay
-    groups = [{"params": list(model.head.parameters()), "lr_mult": 1.0, "weight_decay": wd}]
-    backbone = [p for p in model.features.parameters() if p.requires_grad]
-    if backbone:
-        groups.append({"params": backbone, "lr_mult": BACKBONE_LR_MULT, "weight_decay": wd})
+    groups, extra = prepare(model, mode, gradual, freeze_bn, cfg.optim.weight_decay, data.num_classes)
     run_dir = Path(run_dir) if run_dir else None
     from coach.train.run import default_run_dir
     run_dir = run_dir or default_run_dir(cfg)
-    callbacks = default_callbacks(cfg, run_dir)
-    if mode == "finetune-all" and gradual:
-        callbacks.append(GradualUnfreeze(list(reversed(bs)), wd))
+    callbacks = default_callbacks(cfg, run_dir) + extra
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "transfer.json", {**report, "mode": mode, "reason": reason, "gradual": gradual,
                                            "freeze_bn": freeze_bn or mode == "linear"})
