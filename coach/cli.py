@@ -341,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--sweep-dir")
     se.add_argument("--study", help="study name (default coach)")
     se.add_argument("--stages", type=int, default=3, help="coarse-to-fine stages")
-    se.add_argument("--pruner", default="asha", help="asha | median | hyperband | none")
+    se.add_argument("--pruner", default=None, choices=("asha", "median", "hyperband", "none"),
+                    help="prunes trials on the validation metric; default: hyperband for tpe, asha otherwise")
     se.add_argument("--worker", action="store_true", help="join an existing study as one more worker")
     se.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     se.set_defaults(func=cmd_search)

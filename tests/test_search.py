@@ -1,5 +1,6 @@
 """Hyperparameter search: the space, narrowing, Optuna engine, journal and PostgreSQL workers."""
 import json
+import math
 import os
 import shutil
 import signal
@@ -108,6 +109,76 @@ def test_grid_and_divergence_stop_at_once(tmp_path):
     assert all(t["status"] == "diverged" and t["steps"] < 20 for t in s["trials"])
     from coach.report import render_sweep
     assert "every trial diverged" in render_sweep(tmp_path / "div").read_text()
+
+
+class _Trial:
+    """What TrialGuard sees of an Optuna trial: report() and should_prune()."""
+
+    def __init__(self, prune_at=None):
+        self.reports, self.prune_at = [], prune_at
+
+    def report(self, value, step):
+        self.reports.append((step, value))
+
+    def should_prune(self):
+        return self.prune_at is not None and len(self.reports) >= self.prune_at
+
+
+def test_trial_guard_stops_above_three_times_the_initial_loss():
+    from types import SimpleNamespace
+
+    from coach.search.engine import TrialGuard
+    for losses, stops_at in (([2.0, 5.9, 4.0, 5.99], None), ([2.0, 3.0, 6.01, 1.0], 3),
+                             ([2.0, float("nan")], 2), ([2.0, float("inf")], 2)):
+        t, g = SimpleNamespace(stop_reason=None), TrialGuard(_Trial(), "val_acc")
+        for i, loss in enumerate(losses, 1):
+            g.on_step_end(t, {"loss": loss})
+            if t.stop_reason:
+                break
+        assert (i if t.stop_reason else None) == stops_at, losses
+        if stops_at:
+            assert t.stop_reason.startswith("diverged: the loss rose to") and "initial 2" in t.stop_reason
+    trial, t = _Trial(prune_at=2), SimpleNamespace(stop_reason=None)
+    g = TrialGuard(trial, "val_acc")
+    g.on_eval_end(t, {"val_acc": 0.3})
+    assert t.stop_reason is None
+    g.on_eval_end(t, {"val_acc": 0.4})
+    assert t.stop_reason == "pruned" and trial.reports == [(1, 0.3), (2, 0.4)]
+    trial, t = _Trial(prune_at=1), SimpleNamespace(stop_reason=None)
+    g = TrialGuard(trial, "val_acc", report=False)  # no pruner: nothing written to the storage
+    g.on_eval_end(t, {"val_acc": 0.3})
+    assert trial.reports == [] and t.stop_reason is None
+
+
+def test_asha_prunes_and_none_does_not(tmp_path):
+    c = cfg(**{"train.epochs": 6}).model_copy(update={"search": {"optim.lr": "loguniform(1e-6, 1e-1)"}})
+    per_epoch = 1295 // 64
+    s = search(c, "random", trials=9, sweep_dir=tmp_path / "asha", pruner="asha")
+    pruned = [t for t in s["trials"] if t["state"] == "PRUNED"]
+    assert s["pruner"] == "asha" and len(pruned) >= 2
+    assert all(t["steps"] < 6 * per_epoch and t["status"] == "pruned" for t in pruned)
+    assert s["best"]["state"] == "COMPLETE"
+    s = search(c, "random", trials=9, sweep_dir=tmp_path / "none", pruner="none")
+    assert [t["state"] for t in s["trials"]] == ["COMPLETE"] * 9
+    assert all(t["steps"] == 6 * per_epoch for t in s["trials"])
+
+
+def test_tpe_samples_with_tpe_and_prunes_with_hyperband_by_default(tmp_path):
+    from coach.search.engine import make_sampler, open_storage
+    s = search(cfg(), "tpe", trials=7, sweep_dir=tmp_path / "tpe")
+    assert s["strategy"] == "tpe" and s["pruner"] == "hyperband" and len(finished(s)) == 7
+    study = optuna.load_study(study_name="coach", storage=open_storage(None, tmp_path / "tpe"))
+    assert study.user_attrs["pruner"] == "hyperband"
+    dims = [parse_dim("optim.lr", "loguniform(1e-4, 1e-1)")]
+    assert isinstance(make_sampler("tpe", dims, 0, 3), optuna.samplers.TPESampler)
+    # after its 5 random start-up trials TPE proposes near the good region of a known objective
+    late = {}
+    for strategy in ("tpe", "random"):
+        study = optuna.create_study(sampler=make_sampler(strategy, dims, 0, 3))
+        study.optimize(lambda t: (math.log10(t.suggest_float("x", 1e-4, 1e-1, log=True)) + 2.5) ** 2, n_trials=30)
+        dist = sorted(abs(math.log10(t.params["x"]) + 2.5) for t in study.trials[10:])
+        late[strategy] = dist[len(dist) // 2]
+    assert late["tpe"] < 0.5 * late["random"], late  # TPE's later proposals crowd the optimum
 
 
 @needs_chromium

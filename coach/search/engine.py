@@ -6,14 +6,14 @@ train longer ("coarse to fine"). Strategies:
 
   random          Optuna's RandomSampler over the whole space
   grid            Optuna's GridSampler (continuous ranges become evenly spaced points)
-  tpe             Optuna's TPESampler (Bergstra et al. 2011), with Hyperband pruning
+  tpe             Optuna's TPESampler (Bergstra et al. 2011); its default pruner is Hyperband
   coarse-to-fine  stages of random search, each on ranges narrowed around the previous
                   stage's best trials (widened where the best sat at an edge), each
                   training longer
 
 Bad trials stop early: a non-finite loss or a loss above 3x the initial one ends a trial at
-once; successive halving (ASHA), median or Hyperband pruning acts on the validation metric
-at every evaluation. Every trial is an ordinary coach run directory inside the sweep.
+once; successive halving (ASHA, the default), median or Hyperband pruning (tpe's default,
+as Optuna's benchmarks pair them) acts on the validation metric at every evaluation. Every trial is an ordinary coach run directory inside the sweep.
 
 Storage: a journal file in the sweep directory (several processes on one machine), or a
 PostgreSQL URL (many machines) with heartbeats, where trials of a dead worker are failed
@@ -155,6 +155,10 @@ def make_sampler(strategy: str, dims: list[Dim], seed: int, grid_per_dim: int) -
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+def default_pruner(strategy: str) -> str:
+    return "hyperband" if strategy == "tpe" else "asha"
+
+
 def make_pruner(name: str) -> optuna.pruners.BasePruner:
     return {"asha": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
             "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
@@ -278,10 +282,12 @@ def create_stage(storage: optuna.storages.BaseStorage, name: str, cfg: Config, d
 
 def search(cfg: Config, strategy: str = "random", trials: int = 20, sweep_dir: str | Path | None = None,
            storage: str | None = None, workers: int = 1, budget: float | None = None, stages: int = 3,
-           pruner: str = "asha", grid_per_dim: int = 3, study: str | None = None) -> dict[str, Any]:
-    """Run (or continue) a search; returns the sweep summary (also written to sweep.json)."""
+           pruner: str | None = None, grid_per_dim: int = 3, study: str | None = None) -> dict[str, Any]:
+    """Run (or continue) a search; returns the sweep summary (also written to sweep.json).
+    pruner: asha, median, hyperband or none; None picks the strategy's default (default_pruner)."""
     if strategy not in STRATEGIES:
         raise UserError(f"--strategy: {strategy!r}; allowed: {', '.join(STRATEGIES)}")
+    pruner = pruner or default_pruner(strategy)
     if pruner not in PRUNERS:
         raise UserError(f"--pruner: {pruner!r}; allowed: {', '.join(PRUNERS)}")
     dims = parse_space(cfg.search, cfg)
@@ -329,7 +335,7 @@ def search(cfg: Config, strategy: str = "random", trials: int = 20, sweep_dir: s
                         info["notes"].append(note)
                 current = narrowed
             stage_info.append(info)
-    return summarize(store, sweep, cfg, strategy, stage_info, time.time() - start)
+    return summarize(store, sweep, cfg, strategy, stage_info, time.time() - start, pruner)
 
 
 def stage_epochs(epochs: int, stages: int) -> list[int]:
@@ -341,7 +347,7 @@ def stage_epochs(epochs: int, stages: int) -> list[int]:
 
 
 def summarize(store: optuna.storages.BaseStorage, sweep: Path, cfg: Config, strategy: str,
-              stage_info: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
+              stage_info: list[dict[str, Any]], elapsed: float, pruner: str | None = None) -> dict[str, Any]:
     rows = []
     for info in stage_info:
         st = optuna.load_study(study_name=info["study"], storage=store)
@@ -352,7 +358,7 @@ def summarize(store: optuna.storages.BaseStorage, sweep: Path, cfg: Config, stra
                          "retry_of": t.user_attrs.get("retry_of")})
     complete = [r for r in rows if r["state"] == "COMPLETE" and r["value"] is not None]
     best = (max if cfg.train.mode == "max" else min)(complete, key=lambda r: r["value"]) if complete else None
-    summary = {"strategy": strategy, "stages": stage_info, "trials": rows, "best": best, "time": elapsed,
+    summary = {"strategy": strategy, "pruner": pruner, "stages": stage_info, "trials": rows, "best": best, "time": elapsed,
                "monitor": cfg.train.monitor, "mode": cfg.train.mode, "compute_steps": sum(r["steps"] for r in rows),
                "space": {k: str(v) for k, v in cfg.search.items()}}
     write_json(sweep / "sweep.json", summary)
