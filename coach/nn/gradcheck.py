@@ -2,7 +2,10 @@
 
 The model is copied to float64 and put in eval mode (dropout, DropConnect and
 stochastic depth off, batch norm on its running statistics), so the loss is a
-deterministic function of the parameters. For a sample of entries of every
+deterministic function of the parameters. With fixed_noise=True it stays in training
+mode instead and every evaluation of the loss reseeds the random generators first, so
+each one draws the same dropout masks, dropped blocks and pooling regions: the lectures'
+other way ("fix the random seed"), which checks the backward pass through the masks. For a sample of entries of every
 parameter the centred difference (L(w+h) - L(w-h)) / 2h is compared with autograd:
 
     relative error = |analytic - numeric| / max(|analytic|, |numeric|, floor)
@@ -73,14 +76,23 @@ class GradcheckResult:
 
 def gradcheck(model: nn.Module, x: Tensor, y: Tensor,
               loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
-              eps: float = 1e-6, per_param: int = 8, floor: float = 1e-6, seed: int = 0) -> GradcheckResult:
+              eps: float = 1e-6, per_param: int = 8, floor: float = 1e-6, seed: int = 0,
+              fixed_noise: bool = False) -> GradcheckResult:
     """Check autograd against centred finite differences on a tiny batch, in float64."""
     loss_fn = loss_fn or F.cross_entropy
-    m = copy.deepcopy(model).double().eval()
+    m = copy.deepcopy(model).double().train(fixed_noise)
     x = x.detach().double()
     params = [(n, p) for n, p in m.named_parameters() if p.requires_grad]
+
+    def loss() -> Tensor:
+        if not fixed_noise:
+            return loss_fn(m(x), y)
+        with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
+            torch.manual_seed(seed)
+            return loss_fn(m(x), y)
+
     m.zero_grad(set_to_none=True)
-    loss_fn(m(x), y).backward()
+    loss().backward()
     gen = torch.Generator().manual_seed(seed)
     results = []
     with torch.no_grad():
@@ -93,9 +105,9 @@ def gradcheck(model: nn.Module, x: Tensor, y: Tensor,
             for i in idx.tolist():
                 old = flat[i].item()
                 flat[i] = old + eps
-                plus = loss_fn(m(x), y).item()
+                plus = loss().item()
                 flat[i] = old - eps
-                minus = loss_fn(m(x), y).item()
+                minus = loss().item()
                 flat[i] = old
                 numeric = (plus - minus) / (2 * eps)
                 a = flat_grad[i].item()
