@@ -55,7 +55,17 @@ def test_stochastic_depth():
 @pytest.mark.parametrize("shape, out", [((2, 3, 16, 16), (2, 3, 11, 11)), ((2, 3, 40), (2, 3, 28))])
 def test_fractional_max_pool(shape, out):
     layer = FractionalMaxPool(0.7071, dims=len(shape) - 2)
+    torch.manual_seed(0)
     x = torch.randn(shape)
-    assert layer(x).shape == out
+    y = layer(x)
+    assert y.shape == out
+    # every output is the maximum of a window of 2 (per axis) of its own channel: a pooling, not a resize
+    x2 = x if x.dim() == 4 else x.unsqueeze(2)
+    windows = F.max_pool2d(x2, (2 if x.dim() == 4 else 1, 2), stride=1).flatten(2)
+    for n in range(shape[0]):
+        for c in range(shape[1]):
+            assert torch.isin(y[n, c].flatten(), windows[n, c]).all()
+    assert y.mean() > x.mean() + 0.5  # maxima of pairs of N(0, 1) values
+    assert not torch.equal(layer(x), layer(x))  # training: new pseudo-random regions each call
     layer.eval()
     assert torch.equal(layer(x), layer(x))  # fixed regions at test time

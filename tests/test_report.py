@@ -30,7 +30,9 @@ def run_dir(tmp_path_factory):
 
 def test_report_is_self_contained(run_dir):
     page = render_run(run_dir).read_text()
-    assert "Findings" in page and "coach check" in page and "LR range test" in page or "lr range" in page
+    for part in ("<h2>Findings</h2>", "<h2>coach check</h2>", 'alt="lr range" src="data:image/png;base64,'):
+        assert part in page, part
+    assert page.index("<h2>Findings</h2>") < page.index("<h2>coach check</h2>")  # findings first
     assert page.count("data:image/png;base64,") >= 7  # loss, acc, lr, ratios, 2x activations, LR range
     assert not re.search(r"(src|href)=[\"']https?://", page)  # nothing fetched from a network
 

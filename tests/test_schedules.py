@@ -60,6 +60,12 @@ def test_cosine_matches_cosineannealing():
 def test_linear_ends_at_floor():
     lrs = ours(name="linear")
     assert lrs[0] == LR and lrs[TOTAL // 2] == pytest.approx(LR / 2)
+    floor = 0.004
+    ref = torch_lrs(lambda o: S.LinearLR(o, start_factor=1.0, end_factor=floor / LR, total_iters=TOTAL))
+    assert close(ours(name="linear", min_lr=floor), ref)
+    c = ScheduleConfig(name="linear", min_lr=floor)
+    assert LR * lr_factor(c, TOTAL, TOTAL, PER_EPOCH, LR) == pytest.approx(floor)  # the end of training
+    assert LR * lr_factor(c, TOTAL - 1, TOTAL, PER_EPOCH, LR) == pytest.approx(floor + (LR - floor) / TOTAL)
 
 
 def test_onecycle_matches_torch():
