@@ -249,6 +249,8 @@ class TrainConfig(_Section):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool = False
+    sync_batchnorm: bool = Field(False, description="DDP: batch-norm statistics over the whole batch across "
+                                                    "processes, as one process computes them")
     grad_clip: float | None = Field(None, gt=0)
     ema: float | None = Field(None, gt=0, lt=1, description="Polyak/EMA decay, e.g. 0.999")
     early_stopping: int | None = Field(None, ge=1, le=MAX_COUNT, description="patience in evaluations")

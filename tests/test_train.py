@@ -255,8 +255,10 @@ def test_sigint_checkpoints_and_exits_0(tmp_path):
     assert state["step"] == summary["steps"] > 0
 
 
-def test_ddp_two_gloo_processes_match_one(tmp_path):
-    common = ["data.name=digits", "model.name=mlp", "model.norm=none", "model.width=16", "train.epochs=1",
+@pytest.mark.parametrize("norm", [["model.norm=none"], ["model.norm=batch", "train.sync_batchnorm=true"]],
+                         ids=["no-norm", "sync-batchnorm"])
+def test_ddp_two_gloo_processes_match_one(tmp_path, norm):
+    common = ["data.name=digits", "model.name=mlp", "model.width=16", "train.epochs=1", *norm,
               "train.batch_size=64", "train.progress=false", "optim.name=sgd", "optim.lr=0.1"]
     single = _coach("train", "--set", *common, "--run-dir", str(tmp_path / "one"))
     assert single.wait() == 0, single.stdout.read()
@@ -273,7 +275,8 @@ def test_ddp_two_gloo_processes_match_one(tmp_path):
     assert s["world_size"] == 2
     a = load_file(str(tmp_path / "one/weights/final.safetensors"))
     b = load_file(str(tmp_path / "two/weights/final.safetensors"))
-    worst = max((a[k] - b[k]).abs().max().item() for k in a if a[k].numel())
+    assert a.keys() == b.keys() and (any("running_mean" in k for k in a) == ("model.norm=batch" in norm))
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a if a[k].numel())
     assert worst < 1e-4, worst  # same global batch, averaged gradients (float sums in another order)
 
 

@@ -27,6 +27,7 @@ from coach.data import Data, Split, load_data
 from coach.data.augment import Augment
 from coach.errors import UserError
 from coach.nn.models import CoachModel, build_model
+from coach.nn.sync_batchnorm import sync_batchnorm
 from coach.optim import Plateau, build_optimizer, lr_factor, penalty, split_decay
 from coach.train import checkpoint as ckpt
 from coach.train.callbacks import (EMA, Callback, EarlyStopping, GradClip, KeepBest, MetricsLog, ProgressBar,
@@ -117,6 +118,8 @@ class Trainer:
         self.data = data
         self.train_split, self.val_split = data.train.to(device), data.val.to(device)
         self.raw_model = model.to(device)
+        if cfg.train.sync_batchnorm and self.world > 1:  # before the optimizer and DDP see the layers
+            self.raw_model = sync_batchnorm(self.raw_model, device)
         if cfg.train.channels_last and device.type == "cuda" and data.kind == "image":
             self.raw_model = self.raw_model.to(memory_format=torch.channels_last)
         self.model: nn.Module = nn.parallel.DistributedDataParallel(self.raw_model) if self.world > 1 \
@@ -136,6 +139,12 @@ class Trainer:
             # a reasonable fallback, but never a silent one: said now and kept in summary.json
             self.warnings.append(f"train.precision={cfg.train.precision} is not used on {device.type}: mixed "
                                  "precision runs on CUDA only, so this run trains in fp32")
+            if self.rank == 0:
+                print(f"coach: warning: {self.warnings[-1]}", file=sys.stderr, flush=True)
+        if self.world > 1 and not cfg.train.sync_batchnorm and any(
+                isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.raw_model.modules()):
+            self.warnings.append(f"batch norm under DDP normalizes each process's share of the batch "
+                                 f"({self.world} processes): train.sync_batchnorm=true uses the whole batch")
             if self.rank == 0:
                 print(f"coach: warning: {self.warnings[-1]}", file=sys.stderr, flush=True)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
