@@ -117,6 +117,37 @@ def test_image_folder(tmp_path):
     assert len(raw.x_train) + len(raw.x_test) == 12 and len(raw.x_test) == 4
 
 
+def test_image_folder_with_train_and_test_folders(tmp_path):
+    _image_folder(tmp_path / "train", n=6)
+    _image_folder(tmp_path / "test", n=3)
+    (tmp_path / "test" / "dog" / "2.png").unlink()  # the test folder decides the test split, as it is
+    raw = load_raw(DataConfig(name="image-folder", path=str(tmp_path), image_size=(8, 8), test_fraction=0.25))
+    assert len(raw.x_train) == 12 and len(raw.x_test) == 5  # nothing carved from train/
+    assert sorted(raw.y_test.tolist()) == [0, 0, 0, 1, 1]
+    # each test image is the one written: file i is filled with 40 * i
+    assert sorted(round(float(v) * 255) for v in raw.x_test[:, 0, 0, 0]) == [0, 0, 40, 40, 80]
+    (tmp_path / "test" / "bird").mkdir()
+    Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(tmp_path / "test" / "bird" / "0.png")
+    with pytest.raises(UserError, match="class folders .*bird.* differ from train's"):
+        load_raw(DataConfig(name="image-folder", path=str(tmp_path)))
+
+
+def test_npz_with_its_own_test_split(tmp_path):
+    rng = np.random.default_rng(0)
+    x, xt = rng.random((40, 6)).astype(np.float32), rng.random((7, 6)).astype(np.float32)
+    y, yt = np.arange(40) % 4, np.array([3, 2, 1, 0, 0, 1, 2])
+    raw = load_raw(_npz(tmp_path / "t.npz", x=x, y=y, x_test=xt, y_test=yt))
+    assert np.array_equal(raw.x_test, xt) and np.array_equal(raw.y_test, yt)
+    assert np.array_equal(raw.x_train, x) and np.array_equal(raw.y_train, y)  # nothing carved
+    from coach.data import load_data
+    data = load_data(DataConfig(name="npz", path=str(tmp_path / "t.npz"), val_fraction=0.25), seed=0)
+    assert len(data.test) == 7 and len(data.train) + len(data.val) == 40
+    with pytest.raises(UserError, match="x_test given without y_test"):
+        load_raw(_npz(tmp_path / "u.npz", x=x, y=y, x_test=xt))
+    with pytest.raises(UserError, match=r"x_test examples have shape \(5,\), x has \(6,\)"):
+        load_raw(_npz(tmp_path / "w.npz", x=x, y=y, x_test=xt[:, :5], y_test=yt))
+
+
 def test_image_folder_grayscale_auto(tmp_path):
     _image_folder(tmp_path, mode="L")
     raw = load_raw(DataConfig(name="image-folder", path=str(tmp_path), image_size=(8, 8)))
