@@ -166,3 +166,20 @@ def test_planted_saturating_tanh_net_is_found_by_the_training_monitors(tmp_path)
     c = c.replace(**{"model.init": "xavier", "model.init_kwargs": {}})
     coach.fit(c, run_dir=tmp_path / "ok")
     assert "saturation" not in {f.code for f in diagnose_run(tmp_path / "ok")}
+
+
+def test_planted_plateau_and_bad_init_on_real_runs(tmp_path):
+    from coach.babysit import diagnose_run
+    base = coach.make_config({"data": {"name": "digits"}, "model": {"name": "mlp", "width": 64},
+                              "train": {"batch_size": 64, "progress": False, "monitor_every": 0, "log_every": 5}})
+    # a constant LR for 25 epochs: validation stops improving long before the end
+    coach.fit(base.replace(**{"optim.lr": 0.03, "train.epochs": 25}), run_dir=tmp_path / "flat")
+    assert "plateau" in {f.code for f in diagnose_run(tmp_path / "flat")}
+    coach.fit(base.replace(**{"optim.lr": 0.03, "train.epochs": 25, "schedule.name": "cosine"}),
+              run_dir=tmp_path / "cos")
+    assert "plateau" not in {f.code for f in diagnose_run(tmp_path / "cos")}
+    # a deep ReLU net initialized at std 0.01: the signal vanishes, the loss sits at log(10), then falls
+    coach.fit(base.replace(**{"model.depth": 5, "model.norm": "none", "model.init": "small", "optim.lr": 1e-3,
+                              "model.init_kwargs": {"std": 0.01}, "train.epochs": 8}), run_dir=tmp_path / "init")
+    assert "bad_init" in {f.code for f in diagnose_run(tmp_path / "init")}
+    assert "bad_init" not in {f.code for f in diagnose_run(tmp_path / "flat")}
