@@ -66,14 +66,27 @@ SCHEDULES = Registry("schedule")
 LOSSES = Registry("loss")
 
 
-def parse_duration(value: Any) -> float | None:
-    """'90s', '20m', '1.5h', 300 -> seconds."""
-    if value is None or isinstance(value, (int, float)):
-        return None if value is None else float(value)
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", str(value))
-    if not m:
-        raise ValueError(f"{value!r} is not a duration; use seconds or e.g. '90s', '20m', '1h'")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+DURATION_FORMS = "90s, 20m, 1.5h or 1h30m"
+
+
+def parse_duration(value: Any, bare_seconds: bool = True) -> float | None:
+    """'90s', '20m', '1.5h', '1h30m', '2m05s' -> seconds. A bare number means seconds in a config
+    file (bare_seconds); on the command line (bare_seconds=False) it is refused, since `--budget 1`
+    could mean one second, one minute or one hour."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and bare_seconds:
+        return float(value)
+    text = str(value).strip().lower()
+    number = r"([0-9]+(?:\.[0-9]+)?|\.[0-9]+)"
+    m = re.fullmatch(rf"(?:{number}h)?\s*(?:{number}m)?\s*(?:{number}s)?", text)
+    if text and m and any(m.groups()):
+        h, mins, sec = (float(g) if g else 0.0 for g in m.groups())
+        return h * 3600 + mins * 60 + sec
+    if bare_seconds and re.fullmatch(number, text):
+        return float(text)
+    unit = " with a unit" if re.fullmatch(number, text) else ""
+    raise ValueError(f"{value!r} is not a duration{unit}; write it as e.g. {DURATION_FORMS}")
 
 
 def _numbers_in(v: Any) -> list[Any]:
@@ -141,6 +154,51 @@ class DataConfig(_Section):
     layout: Literal["auto", "vector", "signal", "image"] = "auto"  # npz: how to read x
 
     _check_name = field_validator("name")(lambda v: DATASETS.check(v))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _source_from_path(cls, values: Any) -> Any:
+        """data.path alone says which source reads it; data.name and data.path that disagree are
+        refused (before, a path beside the default name trained Fashion-MNIST and said nothing)."""
+        if not isinstance(values, dict) or not values.get("path"):
+            return values
+        path, name = Path(str(values["path"])), values.get("name")
+        if name is None:
+            return {**values, "name": source_of_path(path)}
+        if name in ("digits", "mnist1d"):
+            raise ValueError(f"data.path={path} has no effect with data.name={name} (it reads no files); "
+                             "leave data.path out, or leave data.name out to read the path")
+        if path.exists():
+            if (path.is_file() or path.suffix == ".npz") != (name == "npz"):
+                what = "a file" if path.is_file() else "a folder"
+                raise ValueError(f"data.path={path} is {what} but data.name={name}: "
+                                 + ("npz reads an .npz file" if name == "npz" else f"{name} reads a folder")
+                                 + "; leave data.name out and the path decides")
+        return values
+
+
+IDX_NAMES = ("train-images-idx3-ubyte", "train-images-idx3-ubyte.gz")
+
+
+def source_of_path(path: Path) -> str:
+    """The data source that reads path: an .npz file, a CIFAR-10 folder, a folder of IDX
+    files (MNIST or Fashion-MNIST, which the files alone cannot tell apart) or class folders."""
+    if path.suffix == ".npz":
+        return "npz"
+    if not path.exists():
+        raise ValueError(f"data.path={path} does not exist")
+    if path.is_file():
+        raise ValueError(f"data.path={path}: a file coach cannot tell the source of; an .npz (x, y) is read "
+                         "directly, images go in a folder of class folders")
+    if (path / "cifar-10-batches-py").is_dir() or (path / "data_batch_1").exists():
+        return "cifar10"
+    idx = [n for n in ("mnist", "fashion-mnist") if any((path / n / f).exists() for f in IDX_NAMES)]
+    if len(idx) == 1:
+        return idx[0]
+    if idx or any((path / f).exists() for f in IDX_NAMES):
+        raise ValueError(f"data.path={path} holds IDX files, which MNIST and Fashion-MNIST share: "
+                         "set data.name=mnist or data.name=fashion-mnist")
+    return "image-folder"
 
 
 class ModelConfig(_Section):
@@ -330,6 +388,8 @@ class Config(_Section):
     def replace(self, **overrides: Any) -> "Config":
         """A new config with dotted-key overrides: cfg.replace(**{'optim.lr': 0.1})."""
         tree = self.to_dict()
+        if "data.path" in overrides and "data.name" not in overrides and "name" not in self.data.model_fields_set:
+            del tree["data"]["name"]  # a default name must not outvote the path: the path decides
         for key, value in overrides.items():
             _set_dotted(tree, key, value)
         return make_config(tree)
@@ -344,8 +404,12 @@ def _format_errors(err: ValidationError) -> str:
             section = _section_for(e["loc"][:-1])
             allowed = ", ".join(section.model_fields) if section else ""
             msg = f"unknown key; allowed keys here: {allowed}"
-        elif "input" in e and e["type"] not in ("missing",) and e["loc"]:  # a whole-config rule names its keys
+        elif "input" in e and e["type"] not in ("missing",) and e["loc"] and not isinstance(e["input"], dict):
+            # a rule over a whole section or config names its keys in its message
             msg = f"{msg} (got {e['input']!r})"
+        if key == "data" and msg.startswith("data."):  # a data-section rule already names its keys
+            lines.append(msg)
+            continue
         lines.append(f"{key}: {msg}")
     return "invalid config:\n  " + "\n  ".join(lines)
 

@@ -30,7 +30,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 import torch
@@ -39,9 +39,10 @@ from optuna.trial import TrialState
 from coach.config import Config, load_config, make_config, save_config
 from coach.data import load_data
 from coach.errors import UserError
+from coach.fmt import params, seconds, sig
 from coach.search.space import Dim, grid_points, narrow, parse_space
 from coach.train import Callback, fit
-from coach.train.loop import default_callbacks
+from coach.train.loop import default_callbacks, interrupt_flag
 from coach.train.run import write_json
 
 STRATEGIES = ("random", "grid", "tpe", "coarse-to-fine")
@@ -72,6 +73,15 @@ def open_storage(url: str | None, sweep_dir: Path) -> optuna.storages.BaseStorag
 
 
 # ----------------------------------------------------------------------- a trial
+class SearchInterrupted(Exception):
+    """Ctrl-C or SIGTERM: the running trial (if any) was stopped at a step boundary and
+    stored as failed, so it is neither counted nor picked as best; a restart runs it again."""
+
+    def __init__(self, trial: int | None = None):
+        super().__init__(f"trial {trial} was cut short" if trial is not None else "stopped between trials")
+        self.trial = trial
+
+
 class TrialGuard(Callback):
     """Stops a trial at once on divergence; reports the validation metric for pruning."""
 
@@ -135,6 +145,9 @@ def make_objective(study: optuna.Study, sweep_dir: Path):  # noqa: ANN201
         run = fit(cfg, run_dir=run_dir, data=data, callbacks=default_callbacks(cfg, run_dir) + [guard])
         s = run.summary
         trial.set_user_attr("steps", s["steps"])
+        if s["status"] == "interrupted":  # a cut trial's value is not its value: fail it, run it again
+            trial.set_user_attr("status", "interrupted")
+            raise SearchInterrupted(trial.number)
         trial.set_user_attr("status", "diverged" if (s["stop_reason"] or "").startswith("diverged") else
                             "pruned" if s["stop_reason"] == "pruned" else s["status"])
         if s["stop_reason"] == "pruned":
@@ -177,7 +190,18 @@ def recover_dead_trials(study: optuna.Study) -> int:
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
         n += 1
-    return n
+    return n + requeue_interrupted(study)
+
+
+def requeue_interrupted(study: optuna.Study) -> int:
+    """Trials cut short by Ctrl-C are queued again with the same parameters (once each)."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    cut = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("status") == "interrupted"
+           and t.number not in retried]
+    for t in cut:
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+    return len(cut)
 
 
 def _alive(pid: int) -> bool:
@@ -196,9 +220,22 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def trial_line(t: optuna.trial.FrozenTrial, monitor: str, target: int) -> str:
+    """One line per finished trial, for the console and logs."""
+    took = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start \
+        else float("nan")
+    status = t.user_attrs.get("status") or t.state.name.lower()
+    value = t.value if t.value is not None else \
+        t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None
+    shown = f"{monitor} {sig(value)}" if value is not None else "no value"
+    return (f"trial {t.number + 1} (of {target})  {params(t.params)}  {shown}  {status}, "
+            f"{t.user_attrs.get('steps', 0)} steps, {seconds(took)}")
+
+
 def work(storage_url: str | None, study_name: str, sweep_dir: Path, worker: int = 0,
-         timeout: float | None = None) -> None:
-    """One worker: run trials of the study until it has its number of finished trials."""
+         timeout: float | None = None, say: Callable[[str], None] | None = None) -> None:
+    """One worker: run trials of the study until it has its number of finished trials.
+    say: where a line per finished trial goes (None: nowhere)."""
     storage = open_storage(storage_url, sweep_dir)
     try:
         probe = optuna.load_study(study_name=study_name, storage=storage)
@@ -213,48 +250,62 @@ def work(storage_url: str | None, study_name: str, sweep_dir: Path, worker: int 
     sampler = make_sampler(attrs["strategy"], dims, seed, attrs["grid_per_dim"])
     study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler,
                               pruner=make_pruner(attrs["pruner"]))
-    target = attrs["trials"]
     objective = make_objective(study, sweep_dir)
     heartbeat = isinstance(storage, optuna.storages.RDBStorage)
     start = time.time()
-    while timeout is None or time.time() - start < timeout:
-        # before each trial: fail trials of dead workers (they are queued again), then count
-        if heartbeat:
-            optuna.storages.fail_stale_trials(study)
-        else:
-            recover_dead_trials(study)
-        states = [t.state for t in study.get_trials(deepcopy=False)]
-        finished = sum(s in FINISHED for s in states)
-        running, waiting = states.count(TrialState.RUNNING), states.count(TrialState.WAITING)
-        if finished >= target:
-            return
-        if finished + running >= target and not waiting:
-            time.sleep(0.2)  # the rest is running elsewhere; stay to retry it if its worker dies
-            continue
-        study.optimize(objective, n_trials=1, gc_after_trial=False, catch=(RuntimeError, ValueError))
+    with interrupt_flag() as interrupted:
+        while timeout is None or time.time() - start < timeout:
+            if interrupted.is_set():
+                raise SearchInterrupted()
+            if not _one_more_trial(study, objective, heartbeat, attrs["trials"], say,
+                                   attrs["config"]["train"]["monitor"]):
+                return
+
+
+def _one_more_trial(study: optuna.Study, objective: Any, heartbeat: bool, target: int,
+                    say: Callable[[str], None] | None, monitor: str) -> bool:
+    """Run one trial if the study needs one; False once it has its number of finished trials."""
+    # before each trial: fail trials of dead workers (they are queued again), then count
+    if heartbeat:
+        optuna.storages.fail_stale_trials(study)
+        requeue_interrupted(study)
+    else:
+        recover_dead_trials(study)
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    finished = sum(s in FINISHED for s in states)
+    running, waiting = states.count(TrialState.RUNNING), states.count(TrialState.WAITING)
+    if finished >= target:
+        return False
+    if finished + running >= target and not waiting:
+        time.sleep(0.2)  # the rest is running elsewhere; stay to retry it if its worker dies
+        return True
+    study.optimize(objective, n_trials=1, gc_after_trial=False, catch=(RuntimeError, ValueError),
+                   callbacks=[lambda st, t: say(trial_line(t, monitor, target))] if say else None)
+    return True
 
 
 def run_workers(storage_url: str | None, study_name: str, sweep_dir: Path, workers: int,
-                timeout: float | None) -> None:
+                timeout: float | None, say: Callable[[str], None] | None = None) -> None:
     """N workers on this machine: this process is worker 0, the others are child processes.
 
     The cores are shared out (each worker gets cores // N torch threads): small models gain
     little from a second thread, so N one-thread workers run ~N times the trials per hour.
     Worker 0 in this process saves one start-up (importing torch, loading the data)."""
     if workers <= 1:
-        work(storage_url, study_name, sweep_dir, 0, timeout)
+        work(storage_url, study_name, sweep_dir, 0, timeout, say)
         return
     threads = max(1, (os.cpu_count() or 2) // workers)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     url = storage_url or f"journal:{sweep_dir / 'journal.log'}"
     procs = [subprocess.Popen([sys.executable, "-m", "coach", "search", "--worker", "--storage", url,
-                               "--study", study_name, "--sweep-dir", str(sweep_dir), "--worker-index", str(i)]
-                              + (["--budget", str(timeout)] if timeout else []), env=env)
+                               "--study", study_name, "--out", str(sweep_dir), "--worker-index", str(i)]
+                              + (["--budget", f"{timeout:.3f}s"] if timeout else []) + ([] if say else ["--quiet"]),
+                              env=env)
              for i in range(1, workers)]
     own_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        work(storage_url, study_name, sweep_dir, 0, timeout)
+        work(storage_url, study_name, sweep_dir, 0, timeout, say)
     except BaseException:
         for p in procs:  # an interrupted search takes its workers down with it; a restart resumes
             p.terminate()
@@ -282,9 +333,12 @@ def create_stage(storage: optuna.storages.BaseStorage, name: str, cfg: Config, d
 
 def search(cfg: Config, strategy: str = "random", trials: int = 20, sweep_dir: str | Path | None = None,
            storage: str | None = None, workers: int = 1, budget: float | None = None, stages: int = 3,
-           pruner: str | None = None, grid_per_dim: int = 3, study: str | None = None) -> dict[str, Any]:
+           pruner: str | None = None, grid_per_dim: int = 3, study: str | None = None,
+           say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run (or continue) a search; returns the sweep summary (also written to sweep.json).
-    pruner: asha, median, hyperband or none; None picks the strategy's default (default_pruner)."""
+    pruner: asha, median, hyperband or none; None picks the strategy's default (default_pruner).
+    say: where a line per finished trial goes (the CLI passes print). Ctrl-C or SIGTERM raises
+    SearchInterrupted after the running trial is stored as failed; running it again continues."""
     if strategy not in STRATEGIES:
         raise UserError(f"--strategy: {strategy!r}; allowed: {', '.join(STRATEGIES)}")
     pruner = pruner or default_pruner(strategy)
@@ -304,7 +358,7 @@ def search(cfg: Config, strategy: str = "random", trials: int = 20, sweep_dir: s
         st = create_stage(store, name, cfg, dims, strategy, trials, cfg.train.epochs, pruner, grid_per_dim)
         if budget is not None:
             st.set_user_attr("deadline", time.time() + budget)
-        run_workers(storage, name, sweep, workers, budget)
+        run_workers(storage, name, sweep, workers, budget, say)
         stage_info.append({"study": name, "space": {d.key: d.describe() for d in dims}, "epochs": cfg.train.epochs,
                            "trials": trials, "notes": []})
     else:
@@ -319,7 +373,7 @@ def search(cfg: Config, strategy: str = "random", trials: int = 20, sweep_dir: s
                 sum(per_stage[k:]), 1)
             if left is not None:
                 st.set_user_attr("deadline", time.time() + left)
-            run_workers(storage, stage_name, sweep, workers, left)
+            run_workers(storage, stage_name, sweep, workers, left, say)
             done = [t for t in st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
             info = {"study": stage_name, "space": {d.key: d.describe() for d in current}, "epochs": epochs,
                     "trials": per_stage[k], "notes": []}

@@ -64,16 +64,22 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 @contextlib.contextmanager
 def interrupt_flag() -> Iterator[threading.Event]:
     """First SIGINT/SIGTERM sets a flag (checkpoint at the next step boundary);
-    a second SIGINT aborts at once."""
+    a second SIGINT aborts at once. Nested uses chain: a search or an autopilot session that
+    holds its own flag around a training run learns of the signal too, and stops after it."""
     flag = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
 
-    def handler(signum: int, _frame: Any) -> None:
+    def handler(signum: int, frame: Any) -> None:
         if flag.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         flag.set()
+        outer = old.get(signum)
+        if getattr(outer, "chains_interrupts", False):
+            outer(signum, frame)  # type: ignore[misc, operator]
+
+    handler.chains_interrupts = True  # type: ignore[attr-defined]
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
