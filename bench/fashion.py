@@ -17,7 +17,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import coach  # noqa: E402
 from coach.train import Callback, evaluate_model  # noqa: E402
-from coach.train.loop import default_callbacks  # noqa: E402
 
 
 class TestEachEpoch(Callback):
@@ -41,7 +40,7 @@ def main() -> None:
     data = coach.load_data(cfg.data, cfg.seed)
     probe = TestEachEpoch(data.test)
     with tempfile.TemporaryDirectory() as d:
-        coach.fit(cfg, run_dir=Path(d) / "run", data=data, callbacks=default_callbacks(cfg, Path(d) / "run") + [probe])
+        coach.fit(cfg, run_dir=Path(d) / "run", data=data, callbacks=[probe])
     print(f"{cfg.model.name} width {cfg.model.width} depth {cfg.model.depth}, {torch.get_num_threads()} threads: "
           f"median epoch {sorted(r[1] for r in probe.rows)[len(probe.rows) // 2]:.1f} s, "
           f"final test acc {probe.rows[-1][3]:.4f}")

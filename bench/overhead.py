@@ -23,7 +23,6 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import coach  # noqa: E402
 from coach.train.callbacks import StepClock  # noqa: E402
-from coach.train.loop import default_callbacks  # noqa: E402
 
 
 def diffs(times: list[float], skip: int = 10) -> list[float]:
@@ -53,8 +52,7 @@ def coach_loop(cfg, data, steps: int, default: bool) -> list[float]:
     clock = StepClock()
     cfg = cfg.replace(**{"train.max_steps": steps, "train.eval_every": 10**9, "train.checkpoint_every": 10**9})
     with tempfile.TemporaryDirectory() as d:
-        cbs = (default_callbacks(cfg, Path(d)) if default else []) + [clock]
-        coach.fit(cfg, run_dir=Path(d) / "run", data=data, callbacks=cbs)
+        coach.fit(cfg, run_dir=Path(d) / "run", data=data, callbacks=[clock], default_callbacks=default)
     return diffs(clock.times)
 
 

@@ -9,7 +9,14 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
+
+
+def interactive() -> bool:
+    """A person watching a redrawn bar: a terminal on stderr, or a notebook (tqdm.auto draws a widget).
+    Otherwise (a pipe, a CI log, a file) progress is plain lines, never a bar redrawn into a log."""
+    return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
 def sig(x: Any, digits: int = 3) -> str:

@@ -58,7 +58,7 @@ def test_evaluate_split_test_scores_the_test_split(ema_run):
         assert rows[0]["acc"] == pytest.approx(evaluate_model(best, part)["acc"])
     assert len(data.test) != len(data.val)  # so the two splits cannot be mistaken for each other
     p = coach_cli("evaluate", str(ema_run.dir), "--split", "train")
-    assert p.returncode == 2 and "--split: 'train'; allowed: val, test" in p.stderr
+    assert p.returncode == 2 and "--split: invalid choice: 'train' (choose from 'val', 'test')" in p.stderr
 
 
 def test_predict_uses_the_weights_asked_for(ema_run, tmp_path):
@@ -78,7 +78,13 @@ def test_predict_uses_the_weights_asked_for(ema_run, tmp_path):
         probs[w] = [r["probability"] for r in rows]
     assert probs["ema"] != probs["final"]  # different weights, different answers
     p = coach_cli("predict", str(ema_run.dir), str(tmp_path / "x.npz"), "--weights", "swa")
-    assert p.returncode == 2 and "no such weights; available: ['best', 'ema', 'final']" in p.stderr
+    assert p.returncode == 2 and "--weights: invalid choice: 'swa' (choose from 'best', 'final', 'ema')" in p.stderr
+    (ema_run.dir / "weights" / "ema.safetensors").rename(tmp_path / "ema.safetensors")
+    try:
+        p = coach_cli("predict", str(ema_run.dir), str(tmp_path / "x.npz"), "--weights", "ema")
+        assert p.returncode == 2 and "ema.safetensors: no such weights; available: ['best', 'final']" in p.stderr
+    finally:
+        (tmp_path / "ema.safetensors").rename(ema_run.dir / "weights" / "ema.safetensors")
 
 
 def test_train_check_runs_the_checklist_first(tmp_path):
@@ -136,3 +142,20 @@ def test_a_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path):
     assert p.returncode == 130 and "coach: aborted" in out and "Traceback" not in out, "".join(seen) + out
     assert "report:" not in out and "status: interrupted" in "".join(seen)
     assert json.loads((tmp_path / "r/summary.json").read_text())["status"] == "interrupted"  # kept by the first
+
+
+def test_a_model_at_chance_fails_loudly(tmp_path):
+    # one epoch of ~10 Adam steps at 1e-3: validation accuracy stays within noise of 1/10
+    p = coach_cli("train", "--set", "data.name=digits", "model.name=mlp", "train.epochs=1", "train.progress=false",
+                  "--out", str(tmp_path / "r"))
+    assert p.returncode == 3, p.stdout + p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("coach: failed: the final model is no better than chance: validation accuracy")
+    page = (tmp_path / "r" / "report.html").read_text()
+    body = page[page.index("<body>"):]
+    assert body.index("This model learned nothing usable") < body.index("<h2>Findings</h2>")
+    assert "at_chance" in page
+    # the same recipe trained long enough is not flagged
+    p = coach_cli("train", "--set", "data.name=digits", "model.name=mlp", "train.epochs=3", "optim.lr=0.01",
+                  "train.progress=false", "--out", str(tmp_path / "ok"))
+    assert p.returncode == 0 and "failed" not in p.stderr

@@ -22,10 +22,9 @@ class Spy(Callback):
 
 
 def test_update_ratio_and_records(tmp_path):
-    from coach.train.loop import default_callbacks
     cfg = coach.make_config(CFG)
     spy = Spy()
-    run = coach.fit(cfg, run_dir=tmp_path / "r", callbacks=default_callbacks(cfg, tmp_path / "r") + [spy])
+    run = coach.fit(cfg, run_dir=tmp_path / "r", callbacks=[spy])
     records = [json.loads(ln) for ln in (tmp_path / "r" / "monitors.jsonl").read_text().splitlines()]
     assert records[0]["step"] == 0 and records[0]["acts"] and not records[0]["layers"]  # at initialization
     assert [r["step"] for r in records[1:]] == list(range(4, run.summary["steps"] + 1, 4))

@@ -55,7 +55,7 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
 
 def test_cli_train_writes_report_and_report_command(tmp_path):
     p = subprocess.run([sys.executable, "-m", "coach", "train", "--set", "data.name=digits", "model.name=mlp",
-                        "train.epochs=1", "--run-dir", str(tmp_path / "r")], cwd=ROOT, capture_output=True, text=True)
+                        "train.epochs=3", "optim.lr=0.01", "--out", str(tmp_path / "r")], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "r" / "report.html").exists() and "report:" in p.stdout
     p = subprocess.run([sys.executable, "-m", "coach", "report", str(tmp_path / "r")], cwd=ROOT,

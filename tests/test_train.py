@@ -91,10 +91,8 @@ class NaNAt(Callback):
 
 
 def test_nonfinite_steps_are_skipped_then_rolled_back(tmp_path):
-    from coach.train.loop import default_callbacks
     c = cfg(**{"train.max_nonfinite": 3, "train.epochs": 3})
-    cbs = default_callbacks(c, tmp_path / "r") + [NaNAt([3, 25, 26, 27])]
-    run = coach.fit(c, run_dir=tmp_path / "r", callbacks=cbs)
+    run = coach.fit(c, run_dir=tmp_path / "r", callbacks=[NaNAt([3, 25, 26, 27])])
     s = run.summary
     assert s["status"] == "completed" and s["skipped_steps"] == 4 and s["rollbacks"] == 1
     assert all(torch.isfinite(p).all() for p in run.model.parameters())
@@ -291,3 +289,20 @@ def test_cli_train_help_and_resume_errors(tmp_path):
 def test_example_config_validates():
     cfg = coach.load_config(ROOT / "examples" / "fashion-convnet.yaml")
     assert cfg.optim.name == "adamw" and cfg.train.ema == 0.999
+
+
+def test_callbacks_add_to_the_defaults_and_replacing_them_is_explicit(tmp_path):
+    from coach.train.callbacks import EMA, GradClip, KeepBest, MetricsLog, TimeBudget
+
+    class Spy(Callback):
+        def on_train_begin(self, t):
+            self.kinds = {type(cb) for cb in t.callbacks}
+
+    c = cfg(**{"train.ema": 0.9, "train.grad_clip": 1.0, "train.time_budget": 60, "train.epochs": 1})
+    spy = Spy()
+    coach.fit(c, run_dir=tmp_path / "add", callbacks=[spy])
+    assert {EMA, GradClip, KeepBest, MetricsLog, TimeBudget, Spy} <= spy.kinds
+    assert (tmp_path / "add" / "metrics.jsonl").exists() and (tmp_path / "add" / "weights/ema.safetensors").exists()
+    spy = Spy()
+    coach.fit(c, run_dir=tmp_path / "own", callbacks=[spy], default_callbacks=False)
+    assert spy.kinds == {Spy} and not (tmp_path / "own" / "metrics.jsonl").exists()

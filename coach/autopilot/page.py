@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from coach.autopilot.session import Session
+from coach.fmt import seconds as duration_text
 from coach.report.run_report import STYLE, findings_html
 
 STAGES = (("setup", "1. Data and the plain recipe (the floor)"), ("cost", "2-3. Cost model and model size"),
@@ -61,10 +62,14 @@ def render_session(s: Session) -> Path:
 
     st = s.state["stages"]
     parts = [f"<h1>coach autopilot: {html.escape(str(s.state.get('data')))}</h1>"]
+    if st.get("test", {}).get("failed"):
+        parts.append(f"<p class='failed'><b>This model learned nothing usable</b>: "
+                     f"{html.escape(st['test']['failed'])}</p>")
     if "test" in st:
         params = st.get("final", {}).get("summary", {}).get("params", "")
         parts.append(f"<p class='sub'>test accuracy <b>{st['test']['test_acc']:.4f}</b> &middot; "
-                     f"{s.elapsed():.0f}s of a {s.budget:.0f}s budget &middot; model {fmt(params)} parameters, "
+                     f"{duration_text(s.state.get('elapsed', s.elapsed()))} of a {duration_text(s.budget)} budget "
+                     f"&middot; model {fmt(params)} parameters, "
                      f"in <a href='final/report.html'>final/</a></p>")
     timeline = [[title.split(". ", 1)[1], st[name].get("seconds", 0.0)] for name, title in STAGES if name in st]
     if timeline:

@@ -38,14 +38,18 @@ from coach.autopilot.choose import choose, planned_passes, test_once
 from coach.autopilot.cost import Cost, choose_threads, ladder, measure_ladder, time_config
 from coach.autopilot.page import render_session
 from coach.autopilot.recipe import data_section, floor_lr, plain_recipe
-from coach.autopilot.session import Session
+from coach.autopilot.session import Session, SessionInterrupted
 from coach.autopilot.trials import run_search
 from coach.babysit import check, diagnose_run, problems
+from coach.babysit.diagnose import chance_message, within_noise_of_chance
 from coach.config import Config, make_config
 from coach.data import Data, load_data
 from coach.errors import UserError
+from coach.fmt import seconds as duration_text, sig
+from coach.search.engine import SearchInterrupted
 from coach.search.halving import planned_epochs
 from coach.train import Run, fit
+from coach.train.loop import interrupt_flag
 from coach.train.run import write_json
 
 CHECK_SHARE = 0.04  # of the budget, for the babysitter's checks
@@ -88,7 +92,11 @@ def autopilot(data: str | None = None, budget: float = 1200.0, out: str | Path |
     s, data, options, seed = open_session(data, budget, out, resume, started, quiet, dict(data_options or {}), seed)
     threads = torch.get_num_threads()
     try:
-        return run_stages(s, data, options, seed)
+        with interrupt_flag() as interrupted:  # Ctrl-C: the running stage stops at a step, then the session
+            s.interrupted = interrupted
+            return run_stages(s, data, options, seed)
+    except SearchInterrupted:
+        raise SessionInterrupted("search") from None
     finally:
         torch.set_num_threads(threads)  # the cost stage may have chosen fewer for this session
 
@@ -187,6 +195,8 @@ def run_stages(s: Session, data: str, options: dict[str, Any], seed: int) -> dic
     final_dir = s.out / "final"
     if not s.done("final"):
         run = train_final(s, final_cfg, loaded, final_dir, cost, sizing, winner, bool(sd.get("runner_up")))
+        if run.summary["status"] == "interrupted":
+            raise SessionInterrupted("final training")
         sm = run.summary
         start = (f"continued the winning trial ({winner['epochs_done']:.1f} epochs in the search, at a constant LR) "
                  "with the schedule's decay" if winner else "trained the plain recipe from scratch")
@@ -233,7 +243,8 @@ def finish_seconds(s: Session, cost: Cost | None, data: Data, cfg: Config | None
 
 def train_final(s: Session, cfg: Config, data: Data, final_dir: Path, cost: Cost, sizing: P.Sizing,
                 winner: dict[str, Any] | None, runner_up: bool) -> Run:
-    if (final_dir / "checkpoints" / "last.pt").exists() and not (final_dir / "summary.json").exists():
+    cut = (final_dir / "summary.json").exists() and Run.open(final_dir).summary.get("status") == "interrupted"
+    if (final_dir / "checkpoints" / "last.pt").exists() and (cut or not (final_dir / "summary.json").exists()):
         return fit(resume=final_dir, data=data)
     # Polyak averaging pays on long runs; on a few epochs its window would hold the early, poor
     # weights, and validating it would double the validation time
@@ -258,10 +269,20 @@ def finish(s: Session, final_dir: Path | None, data: Data, stopped: str | None =
         if not s.done("test"):
             choice = s.done("choose")["choice"]
             test = test_once(final_dir, choice, data)
-            s.record("test", {"test_acc": test["acc"], "test_loss": test["loss"], "choice": choice,
+            failed = None
+            if within_noise_of_chance(test["acc"], len(data.test), data.num_classes):
+                final = s.done("final")["summary"]
+                cause = (f"training diverged ({final['stop_reason']})" if final["status"] == "diverged" else
+                         f"the final training had {duration_text(final['time'])} ({sig(final['epochs'])} epochs)"
+                         + (": the budget was too short for this data on this machine; give a longer --budget"
+                            if final["epochs"] < 1 else ""))
+                failed = f"{chance_message(test['acc'], data.num_classes, 'test')}; likely cause: {cause}"
+            s.record("test", {"test_acc": test["acc"], "test_loss": test["loss"], "choice": choice, "failed": failed,
                               "decision": f"test accuracy {test['acc']:.4f} (evaluated once, with "
                                           f"{s.done('choose')['pick']})"})
         result.update(s.done("test"))
+        if result.get("failed"):
+            result["stopped"] = result["failed"]
         result["model_dir"] = str(final_dir)
     result["report"] = str(render_session(s))
     result["time"] = s.elapsed()

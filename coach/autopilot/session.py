@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +28,10 @@ def process_started() -> float:
         return time.time()
 
 
+class SessionInterrupted(Exception):
+    """Ctrl-C or SIGTERM: the session stopped after saving; `--resume` continues it."""
+
+
 class Session:
     """One autopilot session directory: state.json records each finished stage (with what it
     decided, why, and the seconds it used), so a resumed session skips them."""
@@ -40,6 +45,7 @@ class Session:
         # a resumed session continues the clock where the interrupted one stopped
         self.started = (started if started is not None else clock()) - self.state["elapsed"]
         self.stage_started = self.elapsed()
+        self.interrupted: threading.Event | None = None  # set by Ctrl-C (autopilot() installs it)
 
     def elapsed(self) -> float:
         return self.clock() - self.started
@@ -66,6 +72,8 @@ class Session:
         write_json(self.state_path, self.state)
         self.say(f"{stage}: {info.get('decision', '')}")
         self.stage_started = now
+        if self.interrupted is not None and self.interrupted.is_set():
+            raise SessionInterrupted(f"after the {stage} stage")  # the stage is kept; the next one is not begun
         return info
 
     def say(self, line: str) -> None:

@@ -17,13 +17,14 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
 from coach.babysit.findings import Finding, problems
 from coach.config import Config, RegularizeConfig
+from coach.fmt import sig
 from coach.data import Data, load_data
 from coach.nn.gradcheck import gradcheck
 from coach.nn.init_report import InitReport, init_report
@@ -351,27 +352,79 @@ def check_learning_rate(cfg: Config, data: Data, out: CheckResult, probe_steps: 
             f"({mine['first']:.3g} -> {mine['last']:.3g}); it fell at {', '.join(f'{lr:g}' for lr in working)}",
             f"raise optim.lr to about {min(working):g}-{max(working):g} (range test suggests "
             f"{sweep['suggested_lr'] or 0:.2g})", {"probe": {str(r['lr']): [r["first"], r["last"]] for r in probe}}))
+    suggested = sweep.get("suggested_lr")
+    said = {f.code for f in out.findings}
+    if suggested and not {"lr_too_high", "lr_too_low"} & said:
+        ratio = suggested / cfg.optim.lr
+        if ratio > 10 or ratio < 0.1:
+            code = "lr_too_low" if ratio > 10 else "lr_too_high"
+            # the range test is a rough guide (the lectures: a coarse first estimate), and the probe
+            # above found no failure at the configured LR: worth knowing, not a verdict
+            out.findings.append(Finding(
+                code, "info",
+                f"the LR range test suggests optim.lr of about {sig(suggested)}, {sig(max(ratio, 1 / ratio))}x "
+                f"{'above' if ratio > 10 else 'below'} the configured {sig(cfg.optim.lr)}",
+                f"try optim.lr={sig(suggested)} (or search the LR around it: coach search)",
+                {"suggested_lr": suggested, "configured_lr": cfg.optim.lr, "ratio": ratio}))
 
 
 # --------------------------------------------------------------------------- all
 def check(cfg: Config, data: Data | None = None, probe_steps: int = 100, overfit_steps: int = 300,
-          range_steps: int = 100) -> CheckResult:
+          range_steps: int = 100, say: Callable[[str], None] | None = None) -> CheckResult:
     """Run the babysitting checklist on cfg; returns findings and what each step measured.
     The step counts bound its cost: about range_steps + 5 x probe_steps training steps, and
-    overfit_steps on batches of 20."""
+    overfit_steps on batches of 20. say: where a line per finished step goes (None: nowhere)."""
     seed_everything(cfg.seed)
     data = data if data is not None else load_data(cfg.data, cfg.seed)
     batch = data.train.x[: min(256, len(data.train))]
     model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.regularize, data.preprocess, batch=batch)
     out = CheckResult()
+
+    def done(*names: str) -> None:
+        for name in names:
+            if say and name in out.steps:
+                say(describe_step(name, out.steps))
+
     check_data(data, model, out)
+    done("data")
     check_init(model, batch, out)
+    done("init")
     init_findings = list(out.findings)
     loss0 = check_initial_loss(cfg, model, data, out)
+    done("initial_loss")
     if not math.isfinite(loss0):
         return out  # nothing downstream means anything with a NaN loss at step 0
     if not check_gradients(model, data, out):
+        done("gradcheck")
         return out  # training with wrong gradients is meaningless
+    done("gradcheck")
     check_overfit(cfg, data, out, init_findings, max_steps=overfit_steps)
+    done("overfit")
     check_learning_rate(cfg, data, out, probe_steps, range_steps)
+    done("lr_range")
     return out
+
+
+def describe_step(name: str, s: dict[str, Any]) -> str:
+    """One line for a finished step of the checklist, numbered as the lectures order them."""
+    if name == "data":
+        d = s["data"]
+        return (f"1. data: {d['train']} train / {d['val']} val / {d['test']} test, {d['classes']} classes, "
+                f"input {d['input_shape']}; after {d['preprocess']}: mean {sig(d['mean'])}, std {sig(d['std'])}")
+    if name == "init":
+        return f"2. activations at init (std per layer): {', '.join(sig(layer['std']) for layer in s['init'])}"
+    if name == "initial_loss":
+        i = s["initial_loss"]
+        return (f"3. initial loss {sig(i['loss'])} (expected {sig(i['expected'])}); "
+                f"with regularization {sig(i['with_regularization'])}")
+    if name == "gradcheck":
+        return f"4. gradient check: max relative error {sig(s['gradcheck']['max_rel_error'])} " \
+               f"({s['gradcheck']['verdict']})"
+    if name == "overfit":
+        o = s["overfit"]
+        return f"5. overfit {o['samples']} examples: {o['train_acc']:.0%} train accuracy after {o['steps']} steps"
+    if name == "lr_range":
+        r = s["lr_range"]
+        probe = ", ".join(f"{sig(p['lr'])}: {sig(p['first'])}->{sig(p['last'])}" for p in s["lr_probe"])
+        return f"6. LR range test suggests {sig(r['suggested_lr'] or float('nan'))}; probe (loss first->last) {probe}"
+    raise ValueError(f"no such check step: {name}")

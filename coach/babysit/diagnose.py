@@ -24,6 +24,7 @@ from typing import Any
 
 from coach.babysit.findings import Finding
 from coach.config import Config
+from coach.fmt import sig
 
 
 def _mean(xs: list[float]) -> float:
@@ -39,6 +40,7 @@ def diagnose(cfg: Config, metrics: list[dict[str, Any]], summary: dict[str, Any]
     steps = [m for m in metrics if m.get("type") == "step"]
     out: list[Finding] = []
     chance = 1.0 / num_classes if num_classes else 0.0
+    _at_chance(summary, num_classes, out)
     _nonfinite(summary, steps, out)
     _learning_rate(cfg, steps, monitors, out)
     if evals:
@@ -47,6 +49,32 @@ def diagnose(cfg: Config, metrics: list[dict[str, Any]], summary: dict[str, Any]
     _bad_init(steps, out)
     _units(monitors, out)
     return out
+
+
+def within_noise_of_chance(acc: float, n: int, num_classes: int) -> bool:
+    """Is an accuracy measured on n examples indistinguishable from guessing among num_classes?
+    (within 3 standard errors of 1/C: a model that learned nothing lands there 99.9% of the time)"""
+    if not num_classes or not n or not math.isfinite(acc):
+        return not math.isfinite(acc)
+    chance = 1.0 / num_classes
+    return acc <= chance + 3 * math.sqrt(chance * (1 - chance) / n)
+
+
+def chance_message(acc: float, num_classes: int, split: str) -> str:
+    return (f"the final model is no better than chance: {split} accuracy {sig(acc)} against "
+            f"{sig(1 / num_classes)} for guessing among {num_classes} classes")
+
+
+def _at_chance(summary: dict[str, Any], num_classes: int | None, out: list[Finding]) -> None:
+    final = summary.get("final") or {}
+    n = summary.get("val_examples")
+    if summary.get("status") == "diverged" or not num_classes or not n or "val_acc" not in final:
+        return  # a divergence is its own finding
+    if within_noise_of_chance(final["val_acc"], n, num_classes):
+        out.append(Finding("at_chance", "error", chance_message(final["val_acc"], num_classes, "validation"),
+                           "do not use this model: run `coach check` on the config to find why (the learning "
+                           "rate, the initialization, the labels)", {"val_acc": final["val_acc"], "n": n,
+                                                                     "chance": 1 / num_classes}))
 
 
 def _nonfinite(summary: dict[str, Any], steps: list[dict[str, Any]], out: list[Finding]) -> None:

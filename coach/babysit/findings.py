@@ -31,6 +31,7 @@ CODES = {
     "nonfinite": "non-finite values (NaN/Inf) appeared",
     "class_imbalance": "classes are very unbalanced",
     "bad_init": "the loss stayed flat at the start, then fell (a bad initialization)",
+    "at_chance": "the final model is no better than guessing",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -30,8 +31,42 @@ def sha256_of(path: str | Path) -> str:
     return h.hexdigest()
 
 
+class _Progress:
+    """Download progress: a tqdm bar for a person at a terminal or notebook, else a plain line on
+    stderr every ~10 s (and at the end), so a log shows it moving without a redrawn bar."""
+
+    def __init__(self, name: str, total: int | None):
+        import time
+
+        from coach.fmt import interactive
+        self.name, self.total, self.done, self.clock = name, total, 0, time.monotonic
+        self.last = self.clock()
+        self.bar = None
+        if interactive():
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total, unit="B", unit_scale=True, desc=name, leave=False)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.clock() - self.last >= 10:
+            self.last = self.clock()
+            self.line()
+
+    def line(self) -> None:
+        of = f" of {self.total / 1e6:.1f} MB ({self.done / self.total:.0%})" if self.total else ""
+        print(f"downloading {self.name}: {self.done / 1e6:.1f} MB{of}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        else:
+            self.line()
+
+
 def download(urls: list[str] | str, dest: str | Path, sha256: str, timeout: float = 60.0) -> Path:
-    """Fetch the first URL that works into dest, verified against sha256."""
+    """Fetch the first URL that works into dest, verified against sha256, showing progress."""
     dest = Path(dest)
     if dest.exists() and sha256_of(dest) == sha256:
         return dest
@@ -42,9 +77,13 @@ def download(urls: list[str] | str, dest: str | Path, sha256: str, timeout: floa
         try:
             h = hashlib.sha256()
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as src:
+                size = src.headers.get("Content-Length") if hasattr(src, "headers") else None
+                progress = _Progress(dest.name, int(size) if size and size.isdigit() else None)
                 for chunk in iter(lambda: src.read(1 << 20), b""):
                     h.update(chunk)
                     out.write(chunk)
+                    progress.update(len(chunk))
+                progress.close()
                 out.flush()
                 os.fsync(out.fileno())
             if h.hexdigest() != sha256:

@@ -27,7 +27,6 @@ from coach.data import Data, load_data
 from coach.errors import UserError
 from coach.nn.models import CoachModel, build_model
 from coach.train import Callback, Run, fit
-from coach.train.loop import default_callbacks
 from coach.train.run import read_safetensors, write_json
 
 MODES = ("linear", "finetune-top", "finetune-all", "auto")
@@ -218,11 +217,10 @@ def transfer(source: str | Path, cfg: Config, mode: str = "auto", run_dir: str |
     run_dir = Path(run_dir) if run_dir else None
     from coach.train.run import default_run_dir
     run_dir = run_dir or default_run_dir(cfg)
-    callbacks = default_callbacks(cfg, run_dir) + extra
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "transfer.json", {**report, "mode": mode, "reason": reason, "gradual": gradual,
                                            "freeze_bn": freeze_bn or mode == "linear"})
-    return fit(cfg, run_dir=run_dir, data=data, model=model, groups=groups, callbacks=callbacks)
+    return fit(cfg, run_dir=run_dir, data=data, model=model, groups=groups, callbacks=extra)
 
 
 def zoo(roots: list[str | Path] | None = None) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from coach.babysit.diagnose import diagnose_run, read_jsonl  # noqa: E402
 from coach.babysit.findings import Finding  # noqa: E402
 from coach.data.download import atomic_write_bytes  # noqa: E402
+from coach.fmt import seconds, sig  # noqa: E402
 from coach.train.run import Run  # noqa: E402
 
 STYLE = """
@@ -33,6 +34,7 @@ h1{margin-bottom:.2em} .sub{color:#666;margin-top:0}
 .finding{border-left:6px solid #999;padding:.4em .8em;margin:.5em 0;background:#f7f7f7}
 .finding.error{border-color:#c0392b}.finding.warning{border-color:#e67e22}.finding.info{border-color:#2980b9}
 .finding code{font-weight:bold} .advice{color:#333;margin-top:.2em}
+.failed{background:#fdecea;border-left:6px solid #c0392b;padding:.5em .8em}
 .grid{display:grid;grid-template-columns:1fr 1fr;gap:1em} figure{margin:0} img{max-width:100%;height:auto}
 table{border-collapse:collapse} td,th{border:1px solid #ddd;padding:.2em .6em;text-align:right}
 """
@@ -147,7 +149,7 @@ def findings_html(findings: list[Finding] | list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def _img(uri: str | None, alt: str) -> str:
+def img(uri: str | None, alt: str) -> str:
     return f'<figure><img class="plot" alt="{html.escape(alt)}" src="{uri}"></figure>' if uri else ""
 
 
@@ -165,21 +167,27 @@ def render_run(run_dir: str | Path) -> Path:
     s = run.summary
     final = s.get("final", {})
     head = (f"<p class='sub'>{html.escape(str(run.dir))} &middot; status {s.get('status', 'unknown')} &middot; "
-            f"{s.get('steps', 0)} steps in {s.get('time', 0):.0f}s &middot; best {s.get('best', {}).get('monitor')} "
-            f"{s.get('best', {}).get('value')} &middot; final val acc {final.get('val_acc', float('nan')):.4f}</p>")
+            f"{s.get('steps', 0)} steps in {seconds(s.get('time', 0))} &middot; best {s.get('best', {}).get('monitor')} "
+            f"{sig(s.get('best', {}).get('value'))} &middot; final val acc {sig(final.get('val_acc', float('nan')))}</p>")
+    failed = [f for f in findings if (f.code if isinstance(f, Finding) else f["code"]) == "at_chance"]
+    if failed or s.get("status") == "diverged":
+        why = failed[0] if failed else None
+        text = (why.message if isinstance(why, Finding) else why["message"]) if why else \
+            f"training diverged: {s.get('stop_reason')}"
+        head = f"<p class='failed'><b>This model learned nothing usable</b>: {html.escape(text)}</p>" + head
     cfg = run.config
     parts = [f"<h1>coach run: {cfg.data.name}, {cfg.model.name}</h1>", head, "<h2>Findings</h2>",
              findings_html(findings), "<h2>Curves</h2><div class='grid'>",
-             _img(plot_loss(steps), "loss"), _img(plot_accuracy(evals), "accuracy"), _img(plot_lr(steps), "lr"),
-             _img(plot_update_ratios(monitors), "update ratios"), "</div>"]
+             img(plot_loss(steps), "loss"), img(plot_accuracy(evals), "accuracy"), img(plot_lr(steps), "lr"),
+             img(plot_update_ratios(monitors), "update ratios"), "</div>"]
     acts = [m for m in monitors if m["acts"]]
     if acts:
         parts += ["<h2>Activations per layer</h2>",
-                  _img(plot_activations(acts[0]["acts"], f"at step {acts[0]['step']} (initialization)"), "init acts"),
-                  _img(plot_activations(acts[-1]["acts"], f"at step {acts[-1]['step']} (end)"), "final acts")]
+                  img(plot_activations(acts[0]["acts"], f"at step {acts[0]['step']} (initialization)"), "init acts"),
+                  img(plot_activations(acts[-1]["acts"], f"at step {acts[-1]['step']} (end)"), "final acts")]
     if check:
-        parts += ["<h2>coach check</h2>", _check_table(check["steps"]),
-                  _img(plot_lr_range(check["steps"].get("lr_range", {})), "lr range")]
+        parts += ["<h2>coach check</h2>", check_table(check["steps"]),
+                  img(plot_lr_range(check["steps"].get("lr_range", {})), "lr range")]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>coach report</title><style>{STYLE}</style>"
             "</head><body>" + "\n".join(p for p in parts if p) +
             "<script>window.addEventListener('load',()=>{document.body.dataset.plots="
@@ -189,17 +197,19 @@ def render_run(run_dir: str | Path) -> Path:
     return path
 
 
-def _check_table(steps: dict[str, Any]) -> str:
+def check_table(steps: dict[str, Any]) -> str:
     rows = []
     if "initial_loss" in steps:
         i = steps["initial_loss"]
-        rows.append(("initial loss", f"{i['loss']:.4f} (expected {i['expected']:.4f})"))
+        rows.append(("initial loss", f"{sig(i['loss'])} (expected {sig(i['expected'])})"))
     if "gradcheck" in steps:
-        rows.append(("gradient check", f"{steps['gradcheck']['max_rel_error']:.2e} ({steps['gradcheck']['verdict']})"))
+        rows.append(("gradient check", f"{sig(steps['gradcheck']['max_rel_error'])} ({steps['gradcheck']['verdict']})"))
     if "overfit" in steps:
         o = steps["overfit"]
         rows.append(("overfit small sample", f"{o['train_acc']:.0%} of {o['samples']} in {o['steps']} steps"))
     for p in steps.get("lr_probe", []):
-        rows.append((f"LR {p['lr']:g}", f"loss {p['first']:.3g} -> {p['last']:.3g}"))
+        rows.append((f"LR {sig(p['lr'])}", f"loss {sig(p['first'])} -> {sig(p['last'])}"))
+    if steps.get("lr_range", {}).get("suggested_lr"):
+        rows.append(("LR range test suggests", sig(steps["lr_range"]["suggested_lr"])))
     return "<table>" + "".join(f"<tr><th>{html.escape(a)}</th><td>{html.escape(b)}</td></tr>" for a, b in rows) \
         + "</table>"

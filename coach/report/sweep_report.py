@@ -22,7 +22,7 @@ from matplotlib import cm, colors  # noqa: E402
 from coach.babysit.diagnose import read_jsonl  # noqa: E402
 from coach.data.download import atomic_write_bytes  # noqa: E402
 from coach.errors import UserError  # noqa: E402
-from coach.report.run_report import STYLE, _img, figure_uri  # noqa: E402
+from coach.report.run_report import STYLE, figure_uri, img  # noqa: E402
 from coach.search.space import parse_dim, too_few_trials  # noqa: E402
 
 SORT_JS = """
@@ -143,9 +143,9 @@ def render_sweep(sweep_dir: str | Path, colour_by: str | None = None) -> Path:
     parts = ["<h1>coach command center</h1>", head, "<h2>Warnings</h2>",
              "".join(f"<div class='finding warning'>{html.escape(w)}</div>" for w in warn) or "<p>None.</p>",
              "<h2>All trials</h2><div class='grid'>",
-             _img(plot_curves(trials, "loss", key, log, f"training loss (colour: {key})"), "loss curves"),
-             _img(plot_curves(trials, "val_acc", key, log, f"validation accuracy (colour: {key})"), "val curves"),
-             "</div>", _img(plot_vs_params(trials, space, monitor), "metric vs hyperparameters"),
+             img(plot_curves(trials, "loss", key, log, f"training loss (colour: {key})"), "loss curves"),
+             img(plot_curves(trials, "val_acc", key, log, f"validation accuracy (colour: {key})"), "val curves"),
+             "</div>", img(plot_vs_params(trials, space, monitor), "metric vs hyperparameters"),
              "<h2>Stages</h2>", _stages_table(summary["stages"]), "<h2>Trials</h2>", _trials_table(trials, space)]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>coach sweep</title><style>{STYLE}"
             "th{cursor:pointer}</style></head><body>" + "\n".join(p for p in parts if p)

@@ -42,7 +42,7 @@ from coach.errors import UserError
 from coach.fmt import params, seconds, sig
 from coach.search.space import Dim, grid_points, narrow, parse_space
 from coach.train import Callback, fit
-from coach.train.loop import default_callbacks, interrupt_flag
+from coach.train.loop import interrupt_flag
 from coach.train.run import write_json
 
 STRATEGIES = ("random", "grid", "tpe", "coarse-to-fine")
@@ -142,7 +142,7 @@ def make_objective(study: optuna.Study, sweep_dir: Path):  # noqa: ANN201
         trial.set_user_attr("pid", os.getpid())
         data = shared_data if shared_data is not None else load_data(cfg.data)
         guard = TrialGuard(trial, cfg.train.monitor, report=attrs["pruner"] != "none")
-        run = fit(cfg, run_dir=run_dir, data=data, callbacks=default_callbacks(cfg, run_dir) + [guard])
+        run = fit(cfg, run_dir=run_dir, data=data, callbacks=[guard])
         s = run.summary
         trial.set_user_attr("steps", s["steps"])
         if s["status"] == "interrupted":  # a cut trial's value is not its value: fail it, run it again

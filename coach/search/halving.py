@@ -30,9 +30,8 @@ from typing import Any, Callable
 
 from coach.config import Config, save_config
 from coach.data import Data
-from coach.search.engine import TrialGuard
+from coach.search.engine import SearchInterrupted, TrialGuard
 from coach.train import Run, fit
-from coach.train.loop import default_callbacks
 from coach.train.run import write_json
 
 Value = Callable[[Run, Config], float]
@@ -68,17 +67,17 @@ def train_for(cfg: Config, run_dir: Path, data: Data, seconds: float, epoch_seco
               parent: Path | None = None) -> Run:
     """Train cfg for `seconds` with the schedule fitted to them, from the weights of run `parent`
     when given; a run that already finished is read back, a half-finished one resumed."""
-    if (run_dir / "summary.json").exists():
+    if (run_dir / "summary.json").exists() and Run.open(run_dir).summary.get("status") != "interrupted":
         return Run.open(run_dir)
     guard = lambda c: [ContinuationGuard(None, c.train.monitor, report=False)]  # noqa: E731
     if (run_dir / "checkpoints" / "last.pt").exists():
         resumed = Run.open(run_dir).config
-        return fit(resume=run_dir, data=data, callbacks=default_callbacks(resumed, run_dir) + guard(resumed))
+        return fit(resume=run_dir, data=data, callbacks=guard(resumed))
     cfg = cfg.replace(**{"train.time_budget": max(seconds, 1.0), "train.fit_to_budget": True,
                          "train.epochs": planned_epochs(seconds, epoch_seconds), "train.progress": False,
                          "train.max_rollbacks": 0, "train.max_nonfinite": 1})
     model = Run.open(parent).load_model("final") if parent is not None else None
-    return fit(cfg, run_dir=run_dir, data=data, model=model, callbacks=default_callbacks(cfg, run_dir) + guard(cfg))
+    return fit(cfg, run_dir=run_dir, data=data, model=model, callbacks=guard(cfg))
 
 
 def final_value(run: Run, cfg: Config) -> float:
@@ -129,6 +128,10 @@ def halving(base: Config, rungs: list[list[dict[str, Any]]], data: Data, sweep_d
                 run = train_for(cfg, run_dir, data, seconds[k] if left is None else min(seconds[k], left),
                                 epoch_seconds, parent)
                 s = run.summary
+                if s["status"] == "interrupted":  # Ctrl-C: not a result; the arm resumes from its checkpoint
+                    state["elapsed"] = time.time() - start
+                    write_json(state_path, state)
+                    raise SearchInterrupted()
                 diverged = (s.get("stop_reason") or "").startswith("diverged")
                 v = (-math.inf if higher else math.inf) if diverged else value(run, cfg)
                 state["results"][key] = {"rung": k, "arm": i, "run_dir": str(run_dir), "value": v,

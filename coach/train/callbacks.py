@@ -13,7 +13,6 @@ stateful has state_dict()/load_state_dict(), so checkpoints hold it.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from coach.fmt import interactive, seconds, sig
 from coach.optim import cycle_end
 
 if TYPE_CHECKING:
@@ -40,29 +40,40 @@ class Callback:
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-class ProgressBar(Callback):
-    """tqdm over steps; silent when stderr is not a terminal (CI, pipes)."""
+def epoch_line(t: "Trainer", logs: dict[str, Any]) -> str:
+    line = (f"epoch {sig(logs['epoch'])}/{sig(t.total_steps / t.per_epoch)}  train loss {sig(logs['train_loss'])} "
+            f"acc {sig(logs['train_acc'])}  val loss {sig(logs['val_loss'])} acc {sig(logs['val_acc'])}")
+    if "ema_val_acc" in logs:
+        line += f" (EMA {sig(logs['ema_val_acc'])})"
+    return line + f"  lr {sig(logs['lr'])}  {seconds(logs['time'])}"
 
-    def __init__(self, enabled: bool | None = None):
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+
+class ProgressBar(Callback):
+    """Progress a person can follow anywhere: in a terminal or a notebook, a tqdm bar over steps
+    with a line per validation written above it; in a pipe, a CI log or a file, only the plain
+    line per validation (a bar redrawn into a log is noise)."""
+
+    def __init__(self, bar: bool | None = None):
+        self.want_bar = interactive() if bar is None else bar
         self.bar = None
 
     def on_train_begin(self, t: "Trainer") -> None:
-        if self.enabled:
+        if self.want_bar:
             from tqdm.auto import tqdm
             self.bar = tqdm(total=t.total_steps, initial=t.step, unit="step", dynamic_ncols=True, leave=False)
 
     def on_step_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
         if self.bar is not None:
+            self.bar.total = t.total_steps  # a time budget may have re-planned it
             self.bar.update(1)
             if t.step % 20 == 0:
-                self.bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}", refresh=False)
+                self.bar.set_postfix(loss=sig(logs["loss"]), lr=sig(logs["lr"]), refresh=False)
 
     def on_eval_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
         if self.bar is not None:
-            self.bar.write(f"epoch {logs['epoch']:.2f}  train loss {logs['train_loss']:.4f}  "
-                           f"train acc {logs['train_acc']:.4f}  val loss {logs['val_loss']:.4f}  "
-                           f"val acc {logs['val_acc']:.4f}")
+            self.bar.write(epoch_line(t, logs))
+        else:
+            print(epoch_line(t, logs), flush=True)
 
     def on_train_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
         if self.bar is not None:

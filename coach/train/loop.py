@@ -379,6 +379,7 @@ class Trainer:
                    "skipped_steps": self.skipped, "rollbacks": self.rollbacks, "seed": self.cfg.seed,
                    "device": str(self.device), "world_size": self.world, "threads": torch.get_num_threads(),
                    "params": sum(p.numel() for p in self.raw_model.parameters()), "versions": versions(),
+                   "val_examples": len(self.val_split), "num_classes": self.data.num_classes,
                    "warnings": self.warnings}
         if self.rank == 0:
             w = self.run_dir / "weights"
@@ -417,6 +418,9 @@ def default_callbacks(cfg: Config, run_dir: Path, rank: int = 0) -> list[Callbac
     return cbs
 
 
+_defaults = default_callbacks  # fit's parameter of the same name shadows it there
+
+
 def _init_distributed() -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
@@ -427,8 +431,11 @@ def _init_distributed() -> None:
 
 def fit(config: Config | None = None, run_dir: str | Path | None = None, resume: str | Path | None = None,
         data: Data | None = None, callbacks: list[Callback] | None = None, model: CoachModel | None = None,
-        groups: list[dict[str, Any]] | None = None) -> Run:
+        groups: list[dict[str, Any]] | None = None, default_callbacks: bool = True) -> Run:
     """Train a model as the config says; returns the Run. resume: a run directory to continue.
+    callbacks: added to the defaults (metrics log, best weights, and what the config asks for: grad
+    clipping, EMA, early stopping, the time budget, snapshots); default_callbacks=False runs only
+    `callbacks` (the config's clipping, EMA, budget... are then yours to add).
     model/groups: a prebuilt model and its optimizer parameter groups (transfer learning)."""
     _init_distributed()
     if resume is not None:
@@ -458,7 +465,8 @@ def fit(config: Config | None = None, run_dir: str | Path | None = None, resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         write_json(run_dir / "model.json", model_spec(model, data.kind, data.classes, data.input_shape))
-    trainer = Trainer(cfg, data, model, run_dir, device, callbacks, groups)
+    cbs = (_defaults(cfg, run_dir, rank) if default_callbacks else []) + list(callbacks or [])
+    trainer = Trainer(cfg, data, model, run_dir, device, cbs, groups)
     if resume is not None:
         trainer.load_state_dict(ckpt.load(run_dir / "checkpoints" / "last.pt"))
     summary = trainer.run()

@@ -1,0 +1,33 @@
+"""`coach check --out DIR` and `coach report DIR` on it: the checklist's page, offline.
+
+The findings first (most severe first), then what each step measured, the activation
+histograms at initialization and the LR range test with its suggestion marked."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from coach.data.download import atomic_write_bytes
+from coach.report.run_report import STYLE, check_table, findings_html, img, plot_activations, plot_lr_range
+
+
+def render_check(folder: str | Path) -> Path:
+    d = Path(folder)
+    check = json.loads((d / "check.json").read_text())
+    cfg = check.get("config", {})
+    steps = check["steps"]
+    title = f"coach check: {cfg.get('data', {}).get('name', '')}, {cfg.get('model', {}).get('name', '')}"
+    acts = {layer["name"]: {"mean": layer["mean"], "std": layer["std"], "hist": layer["hist"],
+                            "range": layer["hist_range"]} for layer in steps.get("init", [])}
+    parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Findings</h2>", findings_html(check["findings"]),
+             "<h2>The checklist</h2>", check_table(steps),
+             img(plot_activations(acts, "activations at initialization"), "init acts"),
+             img(plot_lr_range(steps.get("lr_range", {})), "lr range")]
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body>" + "\n".join(p for p in parts if p) +
+            "<script>window.addEventListener('load',()=>{document.body.dataset.plots="
+            "[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length;});</script></body></html>")
+    path = d / "report.html"
+    atomic_write_bytes(path, page.encode())
+    return path
