@@ -192,3 +192,17 @@ def test_the_plain_learning_rate_is_kept_unless_the_probe_shows_it_fails():
     lr, why = floor_lr(broken)
     assert lr == 1e-4 and "blew up" in why
     assert floor_lr([])[0] == PLAIN_LR  # no probe (checks cut short): the known-good LR
+
+
+def test_report_and_evaluate_read_an_autopilot_session(session):
+    result, out = session
+    p = subprocess.run([sys.executable, "-m", "coach", "report", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.strip() == str(out / "report.html"), p.stderr
+    page = (out / "report.html").read_text()
+    assert "test accuracy" in page and "Where the time went" in page
+    p = subprocess.run([sys.executable, "-m", "coach", "evaluate", str(out), "--split", "test"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    row = next(ln for ln in p.stdout.splitlines() if "the autopilot's choice" in ln)
+    # the session's own choice on the test split is the test accuracy it reported
+    assert float(row.split()[-3]) == pytest.approx(result["test_acc"], abs=1e-4)

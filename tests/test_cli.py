@@ -159,3 +159,120 @@ def test_a_model_at_chance_fails_loudly(tmp_path):
     p = coach_cli("train", "--set", "data.name=digits", "model.name=mlp", "train.epochs=3", "optim.lr=0.01",
                   "train.progress=false", "--out", str(tmp_path / "ok"))
     assert p.returncode == 0 and "failed" not in p.stderr
+
+
+def test_output_when_piped_is_lines_and_quiet_is_the_result(tmp_path):
+    p = coach_cli("train", "--set", *SMALL[:-2], "optim.lr=0.01", "train.epochs=3", "--out", str(tmp_path / "r"))
+    assert p.returncode == 0, p.stderr
+    epochs = [ln for ln in p.stdout.splitlines() if ln.startswith("epoch ")]
+    assert len(epochs) == 3 and epochs[-1].startswith("epoch 3/3  train loss")  # one line per epoch
+    assert "\r" not in p.stdout + p.stderr  # no bar redrawn into a log
+    assert all(len(tok) <= 8 for ln in epochs for tok in ln.split())  # numbers for people, not 0.12345678901
+    p = coach_cli("train", "--set", *SMALL[:-2], "optim.lr=0.01", "train.epochs=3", "--quiet",
+                  "--out", str(tmp_path / "q"))
+    assert p.returncode == 0 and not any(ln.startswith("epoch ") for ln in p.stdout.splitlines())
+    assert p.stdout.splitlines()[0].startswith("run: ") and "report: " in p.stdout
+    p = coach_cli("check", "--set", *SMALL, "--probe-steps", "10")
+    lines = p.stdout.splitlines()
+    assert [ln[:2] for ln in lines[:6]] == ["1.", "2.", "3.", "4.", "5.", "6."], p.stdout  # each step as it ends
+    assert "\r" not in p.stdout + p.stderr
+
+
+def test_durations_take_units_and_refuse_bare_numbers(tmp_path):
+    from coach.config import parse_duration
+    assert [parse_duration(v, bare_seconds=False) for v in ("90s", "20m", "1.5h", "1h30m", "2m05s")] == \
+        [90, 1200, 5400, 5400, 125]
+    assert parse_duration(45) == 45.0  # a config file's number is seconds (train.time_budget: 45)
+    for bad, says in (("1min", "'1min' is not a duration"), ("1", "'1' is not a duration with a unit")):
+        p = coach_cli("autopilot", "--data", "digits", "--budget", bad, "--out", str(tmp_path / "a"))
+        assert p.returncode == 2 and says in p.stderr and "90s, 20m, 1.5h or 1h30m" in p.stderr, p.stderr
+        assert "Traceback" not in p.stderr and not (tmp_path / "a").exists()
+
+
+def test_one_vocabulary_out_and_any_folder(tmp_path):
+    p = coach_cli("check", "--set", *SMALL, "--probe-steps", "10", "--out", str(tmp_path / "c"))
+    assert p.returncode in (0, 1) and (tmp_path / "c" / "report.html").exists(), p.stderr
+    p = coach_cli("report", str(tmp_path / "c"))  # a check result is a coach folder too
+    assert p.returncode == 0 and p.stdout.strip() == str(tmp_path / "c" / "report.html")
+    page = (tmp_path / "c" / "report.html").read_text()
+    assert "<h2>Findings</h2>" in page and 'alt="lr range" src="data:image/png;base64,' in page
+    p = coach_cli("report", str(tmp_path))
+    assert p.returncode == 2 and "not a coach folder" in p.stderr
+    p = coach_cli("evaluate", str(tmp_path / "c"))
+    assert p.returncode == 2 and "a check folder holds no model" in p.stderr
+    for command in ("train", "search", "transfer", "check", "autopilot"):
+        help_text = coach_cli(command, "--help").stdout
+        assert "--out DIR" in help_text, command
+    assert coach_cli("--version").stdout.strip() == f"coach {coach.__version__}"
+    p = coach_cli("search", "--strategy", "bayes")
+    assert p.returncode == 2 and "invalid choice: 'bayes' (choose from 'random', 'grid', 'tpe', 'coarse-to-fine')" \
+        in p.stderr
+
+
+def test_data_path_alone_decides_the_source(tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.arange(3000) % 3
+    np.savez(tmp_path / "d.npz", x=(rng.normal(size=(3000, 4)) + 2 * y[:, None]).astype(np.float32), y=y)
+    p = coach_cli("train", "--set", f"data.path={tmp_path / 'd.npz'}", "model.name=mlp", "train.epochs=2",
+                  "optim.lr=0.01", "--out", str(tmp_path / "r"))
+    assert p.returncode == 0, p.stderr
+    cfg = coach.Run.open(tmp_path / "r").config
+    assert cfg.data.name == "npz" and coach.Run.open(tmp_path / "r").spec["num_classes"] == 3
+    p = coach_cli("train", "--set", f"data.path={tmp_path / 'd.npz'}", "data.name=mnist", "--out", str(tmp_path / "x"))
+    assert p.returncode == 2 and "is a file but data.name=mnist" in p.stderr
+
+
+SEARCH = """
+data: {name: digits}
+model: {name: mlp, width: 32, norm: none}
+train: {batch_size: 16, epochs: 40, log_every: 1}
+search: {optim.lr: "loguniform(1e-3, 1e-1)"}
+"""
+
+
+def test_ctrl_c_stops_a_search_and_the_cut_trial_runs_again(tmp_path):
+    import optuna
+    sweep = tmp_path / "sw"
+    (tmp_path / "search.yaml").write_text(SEARCH)
+    p = _popen("search", str(tmp_path / "search.yaml"), "--trials", "2", "--pruner", "none", "--out", str(sweep))
+    _wait_for_metrics(sweep / "trials" / "coach-0000", p)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 0 and "Traceback" not in out, out
+    assert "trial 1 was cut short" in out and f"--out {sweep}" in out and "interrupted: resume with `coach" in out
+    from coach.search.engine import open_storage
+    study = optuna.load_study(study_name="coach", storage=open_storage(None, sweep))
+    cut = study.trials[0]
+    assert cut.state.name == "FAIL" and cut.user_attrs["status"] == "interrupted"  # neither counted nor best
+    assert len(study.trials) == 1  # it stopped: no next trial began
+    # the printed command continues: the cut trial runs again with its parameters, then the rest
+    again = out.split("resume with `", 1)[1].split("`", 1)[0].split()[1:]
+    p = coach_cli(*again, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    study = optuna.load_study(study_name="coach", storage=open_storage(None, sweep))
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 2 and any(t.params == cut.params and t.user_attrs.get("retry_of") == 0 for t in done)
+    summary = json.loads((sweep / "sweep.json").read_text())
+    assert summary["best"]["number"] != 0
+
+
+def test_ctrl_c_in_the_autopilot_prints_its_resume_line(tmp_path):
+    import time
+    out = tmp_path / "ap"
+    p = _popen("autopilot", "--data", "digits", "--budget", "60s", "--out", str(out))
+    deadline = time.time() + 120
+    while not (out / "state.json").exists() or "cost" not in read_state(out):
+        assert p.poll() is None and time.time() < deadline, p.stdout.read()
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    text, _ = p.communicate(timeout=120)
+    assert p.returncode == 0 and "Traceback" not in text, text
+    assert f"interrupted: resume with `coach autopilot --resume {out}`" in text
+    assert not (out / "result.json").exists() and {"setup", "cost"} <= set(read_state(out))  # stages kept
+
+
+def read_state(out):
+    try:
+        return json.loads((out / "state.json").read_text())["stages"]
+    except (json.JSONDecodeError, KeyError):
+        return {}

@@ -22,6 +22,7 @@ trial count is of finished trials, so none is lost and none runs twice.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -80,6 +81,28 @@ class SearchInterrupted(Exception):
     def __init__(self, trial: int | None = None):
         super().__init__(f"trial {trial} was cut short" if trial is not None else "stopped between trials")
         self.trial = trial
+
+
+class _QuietInterruption(logging.Filter):
+    """Optuna logs a failed trial's traceback; a trial cut by Ctrl-C (once: SearchInterrupted, twice:
+    KeyboardInterrupt) is not a failure to report (the search prints how it resumes, or `coach:
+    aborted`), so its two log lines are dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.after_cut = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        cut = "SearchInterrupted" in record.getMessage() or "KeyboardInterrupt" in record.getMessage() or (
+            record.exc_info is not None and isinstance(record.exc_info[1], (SearchInterrupted, KeyboardInterrupt)))
+        if cut or (self.after_cut and "failed with value None" in record.getMessage()):
+            self.after_cut = cut
+            return False
+        self.after_cut = False
+        return True
+
+
+logging.getLogger("optuna.study._optimize").addFilter(_QuietInterruption())
 
 
 class TrialGuard(Callback):
