@@ -276,3 +276,38 @@ def read_state(out):
         return json.loads((out / "state.json").read_text())["stages"]
     except (json.JSONDecodeError, KeyError):
         return {}
+
+
+@pytest.mark.slow
+def test_pip_install_into_a_fresh_environment(tmp_path):
+    """`pip install .` into a new venv: the wheel installs, its declared dependencies are met by what
+    is there (the dependencies are borrowed from this environment instead of downloaded), psycopg is
+    an extra, and the `coach` script runs."""
+    import sysconfig
+    wheel = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                            str(tmp_path / "dist"), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert wheel.returncode == 0, wheel.stderr
+    built = next((tmp_path / "dist").glob("coach-*.whl"))
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(tmp_path / "v")], check=True, timeout=300)
+    vpy = tmp_path / "v" / "bin" / "python"
+    site = subprocess.run([str(vpy), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    p = subprocess.run([str(vpy), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(built)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    from importlib.metadata import Distribution
+    requires = Distribution.at(next(Path(site).glob("coach-*.dist-info"))).requires
+    core = [r for r in requires if "extra ==" not in r]
+    assert any(r.startswith("torch") for r in core) and not any(r.startswith("psycopg") for r in core)
+    assert any(r.startswith("psycopg") and 'extra == "postgres"' in r for r in requires)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    p = subprocess.run([str(tmp_path / "v" / "bin" / "coach"), "--version"], capture_output=True, text=True,
+                       env=env, cwd=tmp_path, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == f"coach {coach.__version__}", p.stderr
+    p = subprocess.run([str(vpy), "-c", "import coach, sys; print(coach.__file__)"], capture_output=True,
+                       text=True, env=env, cwd=tmp_path, timeout=120)
+    assert p.stdout.strip().startswith(site)  # the installed copy, not this checkout
+    p = subprocess.run([str(vpy), "-m", "pip", "check"], capture_output=True, text=True, env=env, timeout=120)
+    assert "coach" not in p.stdout, p.stdout  # every dependency coach declares is satisfied

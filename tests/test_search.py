@@ -301,3 +301,10 @@ def test_postgres_killed_worker_trial_is_retried(postgres, tmp_path):
     assert retried and retried[0].state == optuna.trial.TrialState.COMPLETE
     assert retried[0].params == trials[killed].params
     assert len([t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]) == 2
+
+
+def test_postgres_without_its_extra_names_the_extra(tmp_path, monkeypatch):
+    from coach.search.engine import open_storage
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if `pip install coach` without [postgres]
+    with pytest.raises(UserError, match=r"pip install 'coach\[postgres\]'"):
+        open_storage("postgresql://u@127.0.0.1:1/x", tmp_path)

@@ -62,6 +62,12 @@ def open_storage(url: str | None, sweep_dir: Path) -> optuna.storages.BaseStorag
         path.parent.mkdir(parents=True, exist_ok=True)
         backend = optuna.storages.journal.JournalFileBackend(str(path))
         return optuna.storages.JournalStorage(backend)
+    if url.startswith("postgresql"):
+        try:
+            import psycopg  # noqa: F401  (SQLAlchemy's PostgreSQL driver)
+        except ImportError:
+            raise UserError(f"--storage {url}: PostgreSQL storage needs the postgres extra: "
+                            "pip install 'coach[postgres]'") from None
     try:
         return optuna.storages.RDBStorage(
             url, heartbeat_interval=2, grace_period=8,
