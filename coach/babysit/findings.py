@@ -35,6 +35,40 @@ CODES = {
 }
 
 
+# The severity each code is usually reported with (a rule may raise or lower it with the evidence)
+# and what to do about it: the README's findings table is generated from these.
+SEVERITY = {
+    "data_not_normalized": "warning", "label_problem": "error", "init_vanishing": "warning",
+    "init_exploding": "warning", "saturation": "warning", "dead_relu": "warning",
+    "initial_loss_mismatch": "warning", "gradient_check_failed": "error", "cannot_overfit": "error",
+    "lr_too_high": "warning or error", "lr_too_low": "warning (info: only the LR range test says so)",
+    "regularization_too_strong": "warning", "underfitting": "warning", "overfitting": "warning", "plateau": "info",
+    "nonfinite": "warning or error", "class_imbalance": "info", "bad_init": "info", "at_chance": "error",
+}
+ADVICE = {
+    "data_not_normalized": "data.preprocess=standardize (per-channel mean/std) or channel_mean",
+    "label_problem": "check that labels and inputs are aligned (shuffled, mis-sorted or corrupted labels)",
+    "init_vanishing": "model.init=kaiming for ReLU-like activations, xavier for tanh; or model.norm=batch",
+    "init_exploding": "model.init=kaiming or xavier (smaller weights); or model.norm=batch",
+    "saturation": "a smaller initialization (model.init=xavier), model.norm=batch, or ReLU",
+    "dead_relu": "a lower LR, model.init=kaiming, or leaky_relu / elu",
+    "initial_loss_mismatch": "at initialization the loss should be about log(C): check the initialization's "
+                             "scale, the head and the regularization",
+    "gradient_check_failed": "a custom layer's backward is wrong: check it against autograd",
+    "cannot_overfit": "fix what the init findings say first; then a bigger LR or model",
+    "lr_too_high": "lower optim.lr 3-10x (or clip gradients: train.grad_clip)",
+    "lr_too_low": "raise optim.lr 10x, or take the LR range test's suggestion",
+    "regularization_too_strong": "cut the named setting (dropout, weight decay, L1/L2) 10x",
+    "underfitting": "a bigger model (model.width, model.depth), longer training or a higher LR",
+    "overfitting": "more data or augmentation (augment.*), more regularization, a smaller model",
+    "plateau": "decay the LR (schedule.name=cosine or plateau) or stop earlier",
+    "nonfinite": "a lower LR, train.grad_clip, and a look for extreme inputs",
+    "class_imbalance": "report per-class accuracy; consider class-balanced sampling",
+    "bad_init": "model.init=kaiming/xavier or model.norm=batch",
+    "at_chance": "do not use the model: run `coach check` on the config (LR, initialization, labels)",
+}
+
+
 @dataclass
 class Finding:
     code: str
