@@ -149,3 +149,23 @@ def test_check_and_report_on_every_source_and_builder(tmp_path, source, model):
     run = coach.fit(c, run_dir=tmp_path / "run")
     from coach.report import render_run
     assert render_run(run.dir).exists() and isinstance(diagnose_run(run.dir), list)
+
+
+def test_an_lr_far_from_the_range_tests_suggestion_is_a_finding(monkeypatch):
+    """`train --check` once said "No findings" while its own LR range test suggested 35x the LR."""
+    from coach.babysit import checks
+    c = cfg(**{"optim.lr": 1e-3})
+    data = coach.load_data(c.data, 0)
+    healthy = [{"lr": lr, "first": 2.3, "last": 1.0, "drops": True, "diverged": False, "val_acc": 0.8}
+               for lr in (0.1, 0.01, 0.001, 0.0001)]
+    monkeypatch.setattr(checks, "lr_probe", lambda *a, **k: healthy)
+    for suggested, code in ((0.035, "lr_too_low"), (3e-5, "lr_too_high"), (0.004, None)):
+        monkeypatch.setattr(checks, "lr_range_test", lambda *a, s=suggested, **k: {"suggested_lr": s})
+        out = checks.CheckResult()
+        checks.check_learning_rate(c, data, out, 10, 10)
+        found = [f for f in out.findings if f.code in ("lr_too_low", "lr_too_high")]
+        if code is None:
+            assert found == []  # 4x is within the range test's precision
+        else:
+            assert [f.code for f in found] == [code] and found[0].severity == "info"
+            assert "LR range test suggests optim.lr of about" in found[0].message

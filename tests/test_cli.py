@@ -311,3 +311,12 @@ def test_pip_install_into_a_fresh_environment(tmp_path):
     assert p.stdout.strip().startswith(site)  # the installed copy, not this checkout
     p = subprocess.run([str(vpy), "-m", "pip", "check"], capture_output=True, text=True, env=env, timeout=120)
     assert "coach" not in p.stdout, p.stdout  # every dependency coach declares is satisfied
+
+
+def test_transfer_writes_its_report(ema_run, tmp_path):
+    p = coach_cli("transfer", "--from", str(ema_run.dir), "--mode", "linear", "--set", "data.name=digits",
+                  "data.classes=[5, 6, 7, 8, 9]", "train.epochs=3", "optim.lr=0.01", "--out", str(tmp_path / "t"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert (tmp_path / "t" / "report.html").exists() and f"report: {tmp_path / 't' / 'report.html'}" in p.stdout
+    p = coach_cli("transfer", "--from", str(ema_run.dir), "--mode", "everything")
+    assert p.returncode == 2 and "invalid choice: 'everything'" in p.stderr

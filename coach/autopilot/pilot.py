@@ -194,6 +194,10 @@ def run_stages(s: Session, data: str, options: dict[str, Any], seed: int) -> dic
     # 7. the final model ------------------------------------------------------------------
     final_dir = s.out / "final"
     if not s.done("final"):
+        left = s.left() - finish_seconds(s, cost, loaded, final_cfg)
+        short = (f"only {duration_text(max(left, 0))} were left for the final training (under one epoch, "
+                 f"{duration_text(sizing.epoch(cost))}): it trained for what was left, never under 1 s; "
+                 if left < sizing.epoch(cost) else "")
         run = train_final(s, final_cfg, loaded, final_dir, cost, sizing, winner, bool(sd.get("runner_up")))
         if run.summary["status"] == "interrupted":
             raise SessionInterrupted("final training")
@@ -202,7 +206,7 @@ def run_stages(s: Session, data: str, options: dict[str, Any], seed: int) -> dic
                  "with the schedule's decay" if winner else "trained the plain recipe from scratch")
         ema = Run.open(final_dir).config.train.ema
         s.record("final", {"summary": sm, "continued_from": winner["run_dir"] if winner else None, "decision":
-                           f"{start} for {sm['epochs']:.1f} {'more ' if winner else ''}epochs in {sm['time']:.0f}s, the "
+                           f"{short}{start} for {sm['epochs']:.1f} {'more ' if winner else ''}epochs in {sm['time']:.0f}s, the "
                            f"{'cosine decay' if winner else 'one-cycle schedule'} fitted to the time left, "
                            + (f"EMA of the weights (decay {ema:.4g}, a window of ~10% of the run)" if ema else
                               f"no EMA (under {P.TARGET_EPOCHS} epochs)")

@@ -22,6 +22,7 @@ from matplotlib import cm, colors  # noqa: E402
 from coach.babysit.diagnose import read_jsonl  # noqa: E402
 from coach.data.download import atomic_write_bytes  # noqa: E402
 from coach.errors import UserError  # noqa: E402
+from coach.fmt import sig  # noqa: E402
 from coach.report.run_report import STYLE, figure_uri, img  # noqa: E402
 from coach.search.space import parse_dim, too_few_trials  # noqa: E402
 
@@ -120,7 +121,7 @@ def warnings_for(summary: dict[str, Any]) -> list[str]:
             if d.numeric and key in best["params"]:
                 u = d.to_unit(best["params"][key])
                 if u < 0.1 or u > 0.9:
-                    out.append(f"the best {key} = {best['params'][key]:g} sits at the "
+                    out.append(f"the best {key} = {sig(best['params'][key])} sits at the "
                                f"{'low' if u < 0.1 else 'high'} edge of {expr}: widen the range that way")
     for st in summary["stages"]:
         out += st.get("notes", [])
@@ -138,7 +139,7 @@ def render_sweep(sweep_dir: str | Path, colour_by: str | None = None) -> Path:
     best = summary.get("best")
     head = (f"<p class='sub'>{html.escape(str(sweep))} &middot; strategy {summary['strategy']} &middot; "
             f"{len(trials)} trials, {summary['compute_steps']} training steps, {summary['time']:.0f}s"
-            + (f" &middot; best {monitor} {best['value']:.4f}" if best else "") + "</p>")
+            + (f" &middot; best {monitor} {sig(best['value'])}" if best else "") + "</p>")
     warn = warnings_for(summary)
     parts = ["<h1>coach command center</h1>", head, "<h2>Warnings</h2>",
              "".join(f"<div class='finding warning'>{html.escape(w)}</div>" for w in warn) or "<p>None.</p>",
@@ -168,8 +169,8 @@ def _trials_table(trials: list[dict[str, Any]], space: dict[str, Any]) -> str:
     body = []
     for t in trials:
         cells = [t["stage"], t["number"], t.get("status") or t["state"].lower(),
-                 f"{t['value']:.4f}" if t["value"] is not None else ""]
-        cells += [f"{t['params'][k]:.4g}" if isinstance(t["params"].get(k), float) else str(t["params"].get(k, ""))
+                 sig(t["value"]) if t["value"] is not None else ""]
+        cells += [sig(t["params"][k]) if isinstance(t["params"].get(k), float) else str(t["params"].get(k, ""))
                   for k in keys]
         body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     return f"<table class='sortable'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
