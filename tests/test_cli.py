@@ -189,7 +189,7 @@ def test_durations_take_units_and_refuse_bare_numbers(tmp_path):
         assert "Traceback" not in p.stderr and not (tmp_path / "a").exists()
 
 
-def test_one_vocabulary_out_and_any_folder(tmp_path):
+def test_one_vocabulary_out_and_any_folder(tmp_path, capsys):
     p = coach_cli("check", "--set", *SMALL, "--probe-steps", "10", "--out", str(tmp_path / "c"))
     assert p.returncode in (0, 1) and (tmp_path / "c" / "report.html").exists(), p.stderr
     p = coach_cli("report", str(tmp_path / "c"))  # a check result is a coach folder too
@@ -200,13 +200,16 @@ def test_one_vocabulary_out_and_any_folder(tmp_path):
     assert p.returncode == 2 and "not a coach folder" in p.stderr
     p = coach_cli("evaluate", str(tmp_path / "c"))
     assert p.returncode == 2 and "a check folder holds no model" in p.stderr
+    from coach.cli import build_parser
     for command in ("train", "search", "transfer", "check", "autopilot"):
-        help_text = coach_cli(command, "--help").stdout
-        assert "--out DIR" in help_text, command
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([command, "--help"])
+        assert "--out DIR" in capsys.readouterr().out, command
     assert coach_cli("--version").stdout.strip() == f"coach {coach.__version__}"
-    p = coach_cli("search", "--strategy", "bayes")
-    assert p.returncode == 2 and "invalid choice: 'bayes' (choose from 'random', 'grid', 'tpe', 'coarse-to-fine')" \
-        in p.stderr
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["search", "--strategy", "bayes"])
+    assert e.value.code == 2 and "invalid choice: 'bayes' (choose from 'random', 'grid', 'tpe', 'coarse-to-fine')" \
+        in capsys.readouterr().err
 
 
 def test_data_path_alone_decides_the_source(tmp_path):
