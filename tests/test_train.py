@@ -16,6 +16,7 @@ from coach.config import save_config
 from coach.errors import UserError
 from coach.train import Callback, Run
 from coach.train import checkpoint as ckpt
+from tests.test_loop import NaNAt
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = {"data": {"name": "digits"}, "model": {"name": "mlp", "width": 32, "depth": 1},
@@ -76,18 +77,6 @@ def test_time_budget_stops_and_fits_the_schedule(tmp_path):
     assert s["steps"] <= s["total_steps"] < 1.5 * s["steps"]  # the horizon is where the budget ended
     lrs = [r["lr"] for r in Run.open(tmp_path / "c").metrics() if r["type"] == "eval"]
     assert lrs[-1] < 0.1 * 0.01 and max(lrs) > 0.5 * 0.01
-
-
-class NaNAt(Callback):
-    """Plants non-finite gradients at chosen steps."""
-
-    def __init__(self, steps):
-        self.steps = set(steps)
-
-    def on_before_optimizer_step(self, t):
-        if t.step in self.steps:
-            next(t.raw_model.parameters()).grad.fill_(float("nan"))
-            self.steps.discard(t.step)
 
 
 def test_nonfinite_steps_are_skipped_then_rolled_back(tmp_path):
