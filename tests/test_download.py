@@ -52,3 +52,25 @@ def test_atomic_write(tmp_path, monkeypatch):
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.txt"]  # and no temp file is left
     src, dst = renames[0]
     assert os.path.dirname(src) == str(tmp_path / "a") and str(dst) == str(tmp_path / "a" / "b.txt")
+
+
+def test_download_shows_progress_as_lines_in_a_log(tmp_path, capsys, monkeypatch):
+    import itertools
+
+    import coach.data.download as dl
+    src = tmp_path / "big.bin"
+    src.write_bytes(b"x" * (5 << 20))  # 5 chunks of 1 MiB
+    ticks = itertools.count(0, 4)  # each chunk "takes" 4 s: a line every ~10 s, as in a slow download
+    monkeypatch.setattr(dl._Progress, "__init__", _clocked(dl._Progress.__init__, lambda: next(ticks)))
+    download([f"file://{src}"], tmp_path / "out" / "big.bin", hashlib.sha256(src.read_bytes()).hexdigest())
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("downloading big.bin: ")]
+    assert "\r" not in err and 2 <= len(lines) <= 3  # after 12 s, and the closing line; not one per chunk
+    assert lines[-1] == "downloading big.bin: 5.2 MB of 5.2 MB (100%)"
+
+
+def _clocked(init, clock):
+    def patched(self, name, total):
+        init(self, name, total)
+        self.clock, self.last = clock, clock()
+    return patched
