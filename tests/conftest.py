@@ -38,6 +38,23 @@ def chromium_plots(page: Path, tmp: Path) -> int:
     return int(found.group(1)) if found else -1
 
 
+def chromium_page(page: Path, tmp: Path) -> dict:
+    """Open page in headless Chromium at 1280 px: how many images it has and how many loaded, how
+    wide it is laid out (data attributes the page's own script sets), and its console messages."""
+    import re
+    import shutil
+    import subprocess
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--window-size=1280,1000", "--enable-logging=stderr", "--v=0",
+             f"--user-data-dir={tmp / 'chromium-profile'}", "--virtual-time-budget=5000", "--dump-dom"]
+    run = subprocess.run([exe, *flags, page.as_uri()], capture_output=True, text=True, timeout=120)
+    attrs = {k: int(v) for k, v in re.findall(r'data-(plots|images|width)="(\d+)"', run.stdout)}
+    console = [ln for ln in run.stderr.splitlines() if ":CONSOLE" in ln]
+    return {**attrs, "console": console, "dom": run.stdout}
+
+
 needs_chromium = pytest.mark.skipif(
     not (__import__("shutil").which("chromium") or __import__("shutil").which("chromium-browser")),
     reason="chromium not installed (make test installs it)")

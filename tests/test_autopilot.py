@@ -1,6 +1,7 @@
 """The autopilot end to end on tiny budgets: its stages and their reasons, the budget promise,
 the floor, continuation of the search's winner, resume, the stop on hopeless data, predict."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from PIL import Image
 from coach.autopilot import autopilot
 from coach.errors import UserError
 from coach.predict import predict
+from tests.conftest import chromium_page, needs_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["setup", "cost", "check", "search", "curves", "final", "choose", "test"]
@@ -206,3 +208,23 @@ def test_report_and_evaluate_read_an_autopilot_session(session):
     row = next(ln for ln in p.stdout.splitlines() if "the autopilot's choice" in ln)
     # the session's own choice on the test split is the test accuracy it reported
     assert float(row.split()[-3]) == pytest.approx(result["test_acc"], abs=1e-4)
+
+
+@needs_chromium
+def test_the_session_page_leads_with_pictures(session, tmp_path):
+    """Every picture of the issue is on the page itself, loads offline, with no console error, at 1280 px."""
+    _, out = session
+    page = (out / "report.html").read_text()
+    for alt in ("budget timeline", "final loss", "final accuracy", "final lr", "lr range", "val vs lr",
+                "per-class accuracy", "confusion matrix", "confident mistakes"):
+        assert f'alt="{alt}" src="data:image/png;base64,' in page, alt
+    body = page[page.index("<body>"):]
+    assert body.index("test accuracy") < body.index("Where the time went") < body.index("Each decision")
+    assert "<th>chosen</th>" in page and "seconds / step" in page  # decisions as tables, with their cost
+    text = re.sub(r"data:image/png;base64,[^\"]+", "", page)
+    noisy = [n for n in re.findall(r"\d+\.\d+", text) if len(n.replace(".", "").lstrip("0")) > 4]
+    assert noisy == []  # numbers for people (3 significant digits; an EMA decay keeps 4), no 0.005546722693816289
+    assert not re.search(r"(src|href)=[\"']https?://", page)
+    seen = chromium_page(out / "report.html", tmp_path)
+    assert seen["images"] >= 9 and seen["plots"] == seen["images"], seen
+    assert seen["width"] <= 1280 and seen["console"] == [], seen["console"]

@@ -33,7 +33,9 @@ def test_report_is_self_contained(run_dir):
     for part in ("<h2>Findings</h2>", "<h2>coach check</h2>", 'alt="lr range" src="data:image/png;base64,'):
         assert part in page, part
     assert page.index("<h2>Findings</h2>") < page.index("<h2>coach check</h2>")  # findings first
-    assert page.count("data:image/png;base64,") >= 7  # loss, acc, lr, ratios, 2x activations, LR range
+    for alt in ("per-class accuracy", "confusion matrix", "confident mistakes"):  # what the model gets wrong
+        assert f'alt="{alt}" src="data:image/png;base64,' in page, alt
+    assert page.count("data:image/png;base64,") >= 10  # + loss, acc, lr, ratios, 2x activations, LR range
     assert not re.search(r"(src|href)=[\"']https?://", page)  # nothing fetched from a network
 
 
@@ -61,3 +63,23 @@ def test_cli_train_writes_report_and_report_command(tmp_path):
     p = subprocess.run([sys.executable, "-m", "coach", "report", str(tmp_path / "r")], cwd=ROOT,
                        capture_output=True, text=True)
     assert p.returncode == 0 and p.stdout.strip().endswith("report.html")
+
+
+def test_confusion_matrix_and_confident_mistakes(tmp_path):
+    import numpy as np
+    import torch
+    from sklearn.metrics import confusion_matrix
+
+    from coach.report.figures import confusion
+    from coach.train.run import load_predictions, save_predictions
+    rng = np.random.default_rng(0)
+    y, pred = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+    assert np.array_equal(confusion(pred, y, 4), confusion_matrix(y, pred, labels=range(4)))
+    conf = torch.tensor(rng.random(200), dtype=torch.float32)
+    x = torch.arange(200.0).view(200, 1)
+    save_predictions(tmp_path / "p.npz", torch.tensor(pred), conf, torch.tensor(y), x)
+    p = load_predictions(tmp_path / "p.npz")
+    wrong = np.flatnonzero(pred != y)
+    expected = wrong[np.argsort(-conf.numpy()[wrong], kind="stable")][:24]
+    assert np.array_equal(p["mistakes"], expected) and (p["pred"][p["mistakes"]] != p["y"][p["mistakes"]]).all()
+    assert np.array_equal(p["mistake_x"][:, 0], expected.astype(np.float32))  # their inputs, for the thumbnails

@@ -19,8 +19,9 @@ from coach.config import Config
 from coach.data import Data
 from coach.evaluate import ensemble, predict_proba, recompute_bn, scores
 from coach.evaluate.tta import trained_views, views
+from coach.fmt import sig
 from coach.train import Run
-from coach.train.run import save_safetensors
+from coach.train.run import save_predictions, save_safetensors
 
 BN_EXAMPLES = 5_000  # training examples the EMA weights' batch-norm statistics are re-estimated on
 
@@ -53,9 +54,10 @@ def planned_passes(cfg: Config, data: Data, ema: bool, runner_up: bool) -> tuple
 
 
 def choose(final_dir: Path, data: Data, eval_example: float, seconds: float,
-           runner_up: Path | None = None) -> dict[str, Any]:
+           runner_up: Path | None = None, predictions_to: Path | None = None) -> dict[str, Any]:
     """Try the candidates on validation, cheapest first, while they fit `seconds` (priced at
-    eval_example seconds per example and view); returns the table and the choice."""
+    eval_example seconds per example and view); returns the table and the choice.
+    predictions_to: where the chosen candidate's validation predictions go (for the page)."""
     cfg = Run.open(final_dir).config
     n_val, pad = len(data.val), tta_pad(cfg)
     price = lambda views_: views_ * n_val * eval_example  # noqa: E731
@@ -63,7 +65,7 @@ def choose(final_dir: Path, data: Data, eval_example: float, seconds: float,
     rows: list[dict[str, Any]] = []
     best = load_weights(final_dir, "best", data)
     p_best = predict_proba(best, data.val.x, pad=pad)
-    rows.append({"name": "best weights", "acc": scores(p_best, data.val.y)["acc"], "views": 1,
+    rows.append({"name": "best weights", "acc": scores(p_best, data.val.y)["acc"], "views": 1, "probs": p_best,
                  "choice": {"weights": "best", "tta": "none", "ensemble": []}})
     models, probs = {"best": best}, {"best": p_best}
     if (final_dir / "weights" / "ema.safetensors").exists() and spent + price(1) + \
@@ -72,7 +74,7 @@ def choose(final_dir: Path, data: Data, eval_example: float, seconds: float,
         models["ema"] = load_weights(final_dir, "ema", data)
         probs["ema"] = predict_proba(models["ema"], data.val.x, pad=pad)
         rows.append({"name": "EMA weights", "acc": scores(probs["ema"], data.val.y)["acc"], "views": 1,
-                     "choice": {"weights": "ema", "tta": "none", "ensemble": []}})
+                     "probs": probs["ema"], "choice": {"weights": "ema", "tta": "none", "ensemble": []}})
     base = max(rows, key=lambda r: r["acc"])
     which = base["choice"]["weights"]
     modes = tta_modes(cfg, data.kind)
@@ -83,20 +85,27 @@ def choose(final_dir: Path, data: Data, eval_example: float, seconds: float,
         spent += price(k)
         p = predict_proba(models[which], data.val.x, mode, pad=pad)
         rows.append({"name": f"{base['name']} + TTA {mode}", "acc": scores(p, data.val.y)["acc"], "views": k,
-                     "choice": {"weights": which, "tta": mode, "ensemble": []}})
+                     "probs": p, "choice": {"weights": which, "tta": mode, "ensemble": []}})
     if runner_up is not None and (runner_up / "weights" / "final.safetensors").exists() and \
             spent + price(1) <= seconds:
         spent += price(1)
         other = predict_proba(Run.open(runner_up).load_model("final"), data.val.x, pad=pad)
-        acc = scores(ensemble([probs[which], other]), data.val.y)["acc"]
-        rows.append({"name": f"{base['name']} + the search's runner-up (ensemble)", "acc": acc, "views": 2,
+        both = ensemble([probs[which], other])
+        rows.append({"name": f"{base['name']} + the search's runner-up (ensemble)",
+                     "acc": scores(both, data.val.y)["acc"], "views": 2, "probs": both,
                      "choice": {"weights": which, "tta": "none", "ensemble": [str(runner_up)]}})
     pick = max(rows, key=lambda r: r["acc"])  # ties: the first, i.e. the cheapest
     # the chosen weights, batch norm re-estimated for EMA, so `coach predict` needs no data
     save_safetensors(models[pick["choice"]["weights"]].state_dict(), final_dir / "weights" / "chosen.safetensors")
-    return {"candidates": [{k: v for k, v in r.items() if k != "choice"} for r in rows], "choice": pick["choice"],
+    if predictions_to is not None:
+        conf, pred = pick["probs"].max(1)
+        save_predictions(predictions_to, pred, conf, data.val.y, data.val.x)
+    for r in rows:  # what each alternative cost: forward passes over the validation split, priced
+        r["seconds"] = price(r["views"])
+    return {"candidates": [{k: v for k, v in r.items() if k not in ("choice", "probs")} for r in rows],
+            "choice": pick["choice"],
             "pick": pick["name"],
-            "decision": "on the validation split: " + ", ".join(f"{r['name']} {r['acc']:.4f}" for r in rows)
+            "decision": "on the validation split: " + ", ".join(f"{r['name']} {sig(r['acc'])}" for r in rows)
                         + f" -> {pick['name']}"}
 
 

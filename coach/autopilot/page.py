@@ -3,12 +3,17 @@ reason, what it cost in seconds and what it bought on validation."""
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 from typing import Any
 
 from coach.autopilot.session import Session
+from coach.babysit.diagnose import read_jsonl
+from coach.data.download import atomic_write_bytes
 from coach.fmt import seconds as duration_text
-from coach.report.run_report import STYLE, findings_html
+from coach.fmt import sig
+from coach.report.figures import plot_lr_vs_val, plot_timeline
+from coach.report.run_report import STYLE, findings_html, img
 
 STAGES = (("setup", "1. Data and the plain recipe (the floor)"), ("cost", "2-3. Cost model and model size"),
           ("check", "4. Babysitter checks"), ("search", "5. Search (successive halving in seconds)"),
@@ -17,10 +22,10 @@ STAGES = (("setup", "1. Data and the plain recipe (the floor)"), ("cost", "2-3. 
 
 
 def fmt(v: Any) -> str:
-    """Numbers for people: 3 significant digits."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return str(v)
-    return f"{v:.3g}" if isinstance(v, float) else f"{v:,}"
+    """Numbers for people: 3 significant digits; counts with thousands separators."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return sig(v)
 
 
 def table(head: list[str], rows: list[list[Any]]) -> str:
@@ -30,61 +35,122 @@ def table(head: list[str], rows: list[list[Any]]) -> str:
 
 
 def stage_details(s: Session, name: str, info: dict[str, Any]) -> list[str]:
+    """Each decision as a small table: the alternatives, what they measured and cost, the one chosen."""
     parts = []
     if name == "cost" and info.get("costs"):
-        parts.append(table(["width", "parameters", "s / step", "chosen"],
+        parts.append(table(["width", "parameters", "seconds / step", "chosen"],
                            [[c["width"], c["params"], c["step"], "yes" if c["width"] == info["width"] else ""]
                             for c in info["costs"]]))
     if name in ("check", "curves") and info.get("findings"):
         parts.append(findings_html(info["findings"]))
     if name == "search" and (s.out / "sweep" / "sweep.json").exists():
-        import json
         sweep = json.loads((s.out / "sweep" / "sweep.json").read_text())
         keys = list(sweep["space"])
         parts.append(table(["rung", "trial", *keys, "val acc", "seconds", "epochs", "status"],
                            [[t["stage"], t["number"], *[t["params"].get(k, "unchanged" if t["number"] == 0 else "")
                                                          for k in keys],
-                             f"{t['value']:.4f}" if t["value"] is not None else "", t.get("seconds", 0.0),
+                             t["value"] if t["value"] is not None else "", t.get("seconds", 0.0),
                              t.get("epochs", 0.0), t["status"]] for t in sweep["trials"]]))
         if info.get("outcome"):
             parts.append(f"<p>{html.escape(info['outcome'])}</p>")
         parts.append("<p><a href='sweep/report.html'>command center: every trial's curves</a></p>")
     if name == "choose" and info.get("candidates"):
-        parts.append(table(["candidate", "val acc", "views"],
-                           [[c["name"], f"{c['acc']:.4f}", c["views"]] for c in info["candidates"]]))
+        parts.append(table(["candidate", "val acc", "views", "seconds", "chosen"],
+                           [[c["name"], c["acc"], c["views"], c.get("seconds", ""),
+                             "yes" if c["name"] == info.get("pick") else ""] for c in info["candidates"]]))
     if name == "final" and (s.out / "final" / "summary.json").exists():
         parts.append("<p><a href='final/report.html'>the final run's report: curves, monitors, findings</a></p>")
     return parts
 
 
-def render_session(s: Session) -> Path:
-    from coach.report import render, render_run
-
-    st = s.state["stages"]
-    parts = [f"<h1>coach autopilot: {html.escape(str(s.state.get('data')))}</h1>"]
+def result_block(s: Session, st: dict[str, Any]) -> list[str]:
+    """The result first: test accuracy, time against the budget, model size."""
+    parts = []
     if st.get("test", {}).get("failed"):
         parts.append(f"<p class='failed'><b>This model learned nothing usable</b>: "
                      f"{html.escape(st['test']['failed'])}</p>")
     if "test" in st:
-        params = st.get("final", {}).get("summary", {}).get("params", "")
-        parts.append(f"<p class='sub'>test accuracy <b>{st['test']['test_acc']:.4f}</b> &middot; "
-                     f"{duration_text(s.state.get('elapsed', s.elapsed()))} of a {duration_text(s.budget)} budget "
-                     f"&middot; model {fmt(params)} parameters, "
-                     f"in <a href='final/report.html'>final/</a></p>")
-    timeline = [[title.split(". ", 1)[1], st[name].get("seconds", 0.0)] for name, title in STAGES if name in st]
-    if timeline:
-        parts.append("<h2>Where the time went</h2>" + table(["stage", "seconds"], timeline))
+        summary = st.get("final", {}).get("summary", {})
+        cfg = st.get("setup", {}).get("config", {})
+        width = st.get("cost", {}).get("width", cfg.get("model", {}).get("width"))
+        rows = [["test accuracy", f"<b>{sig(st['test']['test_acc'])}</b> (evaluated once)"],
+                ["time", f"{duration_text(s.state.get('elapsed', s.elapsed()))} of a {duration_text(s.budget)} "
+                         "budget"],
+                ["model", f"{html.escape(str(cfg.get('model', {}).get('name', '')))} width {width}, "
+                          f"{fmt(summary.get('params', 0))} parameters, in <a href='final/report.html'>final/</a>"],
+                ["predicts with", html.escape(str(st.get("choose", {}).get("pick", "")))]]
+        plain = s.state.get("plain_recipe")
+        rows.append(["plain recipe, same time", sig(plain["test_acc"]) if plain else
+                     "not run in a session (bench/autopilot.py runs it side by side)"])
+        parts.append("<table class='result'>" + "".join(f"<tr><th>{a}</th><td>{b}</td></tr>" for a, b in rows)
+                     + "</table>")
+    return parts
+
+
+def timeline(s: Session, st: dict[str, Any]) -> str | None:
+    return plot_timeline([(title.split(". ", 1)[1], st[name].get("planned"), st[name].get("seconds", 0.0))
+                          for name, title in STAGES if name in st], s.budget)
+
+
+def lr_points(s: Session, st: dict[str, Any]) -> list[dict[str, Any]]:
+    """Validation accuracy at each learning rate tried: the checks' LR probe and the search's trials."""
+    points = []
+    check = s.out / "check.json"
+    if check.exists():
+        width = st.get("check", {}).get("checked_width")
+        for p in json.loads(check.read_text())["steps"].get("lr_probe", []):
+            points.append({"lr": p["lr"], "val": p.get("val_acc"), "width": width, "stopped": p.get("diverged")})
+    sweep = s.out / "sweep" / "sweep.json"
+    if sweep.exists():
+        from coach.train.run import Run
+        for t in json.loads(sweep.read_text())["trials"]:
+            if t.get("run_dir") and (Path(t["run_dir"]) / "config.yaml").exists():
+                cfg = Run.open(t["run_dir"]).config
+                points.append({"lr": cfg.optim.lr, "val": t["value"], "width": cfg.model.width,
+                               "stopped": t["status"] not in ("promoted", "complete")})
+    return points
+
+
+def render_session(s: Session) -> Path:
+    from coach.report import render, render_run
+    from coach.report.run_report import mistakes_section, plot_accuracy, plot_loss, plot_lr, plot_lr_range
+
+    st = s.state["stages"]
+    parts = [f"<h1>coach autopilot: {html.escape(str(s.state.get('data')))}</h1>", *result_block(s, st),
+             "<h2>Where the time went</h2>", img(timeline(s, st), "budget timeline")]
+    final = s.out / "final"
+    if (final / "metrics.jsonl").exists():
+        metrics = read_jsonl(final / "metrics.jsonl")
+        steps = [m for m in metrics if m.get("type") == "step"]
+        evals = [m for m in metrics if m.get("type") == "eval"]
+        parts += ["<h2>The final model's training</h2><div class='grid'>", img(plot_loss(steps), "final loss"),
+                  img(plot_accuracy(evals), "final accuracy"), img(plot_lr(steps), "final lr"), "</div>"]
+    chosen_lr = st.get("check", {}).get("lr")
+    lr_range = json.loads((s.out / "check.json").read_text())["steps"].get("lr_range", {}) \
+        if (s.out / "check.json").exists() else {}
+    if lr_range or "check" in st:
+        parts += ["<h2>Learning rate</h2><div class='grid'>", img(plot_lr_range(lr_range, chosen_lr), "lr range"),
+                  img(plot_lr_vs_val(lr_points(s, st), chosen_lr), "val vs lr"), "</div>"]
+    if (final / "model.json").exists():
+        spec = json.loads((final / "model.json").read_text())
+        parts += mistakes_section(s.out / "val-predictions.npz", spec["classes"], spec["kind"],
+                                  "the chosen model")
+    parts.append("<h2>Each decision</h2>")
     for name, title in STAGES:
         if name not in st:
             continue
-        parts.append(f"<h2>{title}</h2><p>{html.escape(st[name].get('decision', ''))}</p>")
+        parts.append(f"<h3>{title}</h3><p>{html.escape(st[name].get('decision', ''))}</p>")
         parts += stage_details(s, name, st[name])
     if (s.out / "sweep" / "sweep.json").exists():
         render(s.out / "sweep")
-    if (s.out / "final" / "summary.json").exists():
-        render_run(s.out / "final")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>coach autopilot</title><style>{STYLE}</style>"
-            "</head><body>" + "\n".join(parts) + "</body></html>")
+    if (final / "summary.json").exists():
+        render_run(final)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>coach autopilot</title>"
+            f"<style>{STYLE}</style></head><body>" + "\n".join(p for p in parts if p) +
+            "<script>window.addEventListener('load',()=>{const b=document.body.dataset;"
+            "b.plots=[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length;"
+            "b.images=document.images.length;b.width=document.documentElement.scrollWidth;});</script>"
+            "</body></html>")
     path = s.out / "report.html"
-    path.write_text(page)
+    atomic_write_bytes(path, page.encode())
     return path

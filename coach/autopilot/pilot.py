@@ -38,7 +38,7 @@ from coach.autopilot.choose import choose, planned_passes, test_once
 from coach.autopilot.cost import Cost, choose_threads, ladder, measure_ladder, time_config
 from coach.autopilot.page import render_session
 from coach.autopilot.recipe import data_section, floor_lr, plain_recipe
-from coach.autopilot.session import Session, SessionInterrupted
+from coach.autopilot.session import EpochLines, Session, SessionInterrupted
 from coach.autopilot.trials import run_search
 from coach.babysit import check, diagnose_run, problems
 from coach.babysit.diagnose import chance_message, within_noise_of_chance
@@ -94,10 +94,12 @@ def autopilot(data: str | None = None, budget: float = 1200.0, out: str | Path |
     try:
         with interrupt_flag() as interrupted:  # Ctrl-C: the running stage stops at a step, then the session
             s.interrupted = interrupted
+            s.show_bar()
             return run_stages(s, data, options, seed)
     except SearchInterrupted:
         raise SessionInterrupted("search") from None
     finally:
+        s.close_bar()
         torch.set_num_threads(threads)  # the cost stage may have chosen fewer for this session
 
 
@@ -136,6 +138,7 @@ def run_stages(s: Session, data: str, options: dict[str, Any], seed: int) -> dic
                   "second trains (no search)" if bound else
                   f"the plain width gets {training / sizing.epoch(plain):.1f} epochs: room to search")
         s.record("cost", {"costs": [c.to_dict() for c in costs], "width": pick.width, "epochs": [target, minimum],
+                          "planned": COST_SHARE * s.budget,
                           "threads": threads, "thread_steps": timed, "compute_bound": bound,
                           "decision": threads_why(threads, timed) + f"timed {len(costs)} sizes ("
                                       + ", ".join(f"width {c.width}: {sizing.epoch(c):.3g}s/epoch" for c in costs)
@@ -159,7 +162,7 @@ def run_stages(s: Session, data: str, options: dict[str, Any], seed: int) -> dic
         fatal = [f for f in result.findings if f.severity == "error" and f.code in
                  ("label_problem", "gradient_check_failed")]
         lr, lr_why = floor_lr(result.steps.get("lr_probe", []))
-        info = {"findings": [f.to_dict() for f in result.findings], "checked_width": checked.width,
+        info = {"findings": [f.to_dict() for f in result.findings], "checked_width": checked.width, "planned": share,
                 "suggested_lr": result.steps.get("lr_range", {}).get("suggested_lr"), "lr": lr,
                 "decision": (f"stopping: {fatal[0].message}. {fatal[0].advice}" if fatal else
                              f"checks passed on width {checked.width} ({len(problems(result.findings))} warnings); "
@@ -175,7 +178,7 @@ def run_stages(s: Session, data: str, options: dict[str, Any], seed: int) -> dic
         plan = P.plan_search(loaded.kind, loaded.input_shape, training_seconds(s, finish_seconds(s, cost, loaded, base)),
                              epoch_s, cost.step, max(minimum, P.TARGET_EPOCHS)) \
             if not s.done("cost")["compute_bound"] else P.no_search(loaded.kind, "compute-bound: every second trains")
-        info: dict[str, Any] = {"plan": plan.to_dict(), "decision": plan.why, "winner": None}
+        info: dict[str, Any] = {"plan": plan.to_dict(), "decision": plan.why, "winner": None, "planned": plan.seconds}
         if plan.dims:
             info.update(run_search(s, plan, base, loaded, cost, epoch_s, seed))
         s.record("search", info)
@@ -205,20 +208,22 @@ def run_stages(s: Session, data: str, options: dict[str, Any], seed: int) -> dic
         start = (f"continued the winning trial ({winner['epochs_done']:.1f} epochs in the search, at a constant LR) "
                  "with the schedule's decay" if winner else "trained the plain recipe from scratch")
         ema = Run.open(final_dir).config.train.ema
-        s.record("final", {"summary": sm, "continued_from": winner["run_dir"] if winner else None, "decision":
+        s.record("final", {"summary": sm, "continued_from": winner["run_dir"] if winner else None,
+                           "planned": Run.open(final_dir).config.train.time_budget, "decision":
                            f"{short}{start} for {sm['epochs']:.1f} {'more ' if winner else ''}epochs in {sm['time']:.0f}s, the "
                            f"{'cosine decay' if winner else 'one-cycle schedule'} fitted to the time left, "
                            + (f"EMA of the weights (decay {ema:.4g}, a window of ~10% of the run)" if ema else
                               f"no EMA (under {P.TARGET_EPOCHS} epochs)")
-                           + f"; best val acc {sm['best']['value']:.4f}"})
+                           + f"; best val acc {sig(sm['best']['value'])}"})
 
     # 8. what helps, decided on the validation split -------------------------------------
     if not s.done("choose"):
         runner_up = sd.get("runner_up")
         seconds = max(s.left() - REPORT_SECONDS - planned_passes(final_cfg, loaded, True, bool(runner_up))[1]
                       * cost.eval_example, 0.0)
-        s.record("choose", choose(final_dir, loaded, cost.eval_example, seconds,
-                                  Path(runner_up) if runner_up else None))
+        s.record("choose", {**choose(final_dir, loaded, cost.eval_example, seconds,
+                                     Path(runner_up) if runner_up else None, s.out / "val-predictions.npz"),
+                            "planned": seconds})
     return finish(s, final_dir, loaded)
 
 
@@ -249,7 +254,7 @@ def train_final(s: Session, cfg: Config, data: Data, final_dir: Path, cost: Cost
                 winner: dict[str, Any] | None, runner_up: bool) -> Run:
     cut = (final_dir / "summary.json").exists() and Run.open(final_dir).summary.get("status") == "interrupted"
     if (final_dir / "checkpoints" / "last.pt").exists() and (cut or not (final_dir / "summary.json").exists()):
-        return fit(resume=final_dir, data=data)
+        return fit(resume=final_dir, data=data, callbacks=[EpochLines(s)])
     # Polyak averaging pays on long runs; on a few epochs its window would hold the early, poor
     # weights, and validating it would double the validation time
     long = training_seconds(s, finish_seconds(s, cost, data, cfg)) >= P.TARGET_EPOCHS * sizing.epoch(cost)
@@ -264,7 +269,7 @@ def train_final(s: Session, cfg: Config, data: Data, final_dir: Path, cost: Cost
                          "train.fit_to_budget": True, "train.monitor_every": 50,
                          "train.eval_every": sizing.eval_every(cost)})
     model = Run.open(winner["run_dir"]).load_model("final") if winner else None
-    return fit(cfg, run_dir=final_dir, data=data, model=model)
+    return fit(cfg, run_dir=final_dir, data=data, model=model, callbacks=[EpochLines(s)])
 
 
 def finish(s: Session, final_dir: Path | None, data: Data, stopped: str | None = None) -> dict[str, Any]:
@@ -282,7 +287,7 @@ def finish(s: Session, final_dir: Path | None, data: Data, stopped: str | None =
                             if final["epochs"] < 1 else ""))
                 failed = f"{chance_message(test['acc'], data.num_classes, 'test')}; likely cause: {cause}"
             s.record("test", {"test_acc": test["acc"], "test_loss": test["loss"], "choice": choice, "failed": failed,
-                              "decision": f"test accuracy {test['acc']:.4f} (evaluated once, with "
+                              "decision": f"test accuracy {sig(test['acc'])} (evaluated once, with "
                                           f"{s.done('choose')['pick']})"})
         result.update(s.done("test"))
         if result.get("failed"):

@@ -7,12 +7,15 @@ stage asks the session how much is left before it plans.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from coach.fmt import interactive, seconds
+from coach.train.callbacks import Callback, epoch_line
 from coach.train.run import write_json
 
 
@@ -26,6 +29,23 @@ def process_started() -> float:
         return time.time() - (uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError):
         return time.time()
+
+
+class EpochLines(Callback):
+    """The final training's progress through the session (above its bar): a line per validation,
+    at most one every `every` seconds (small data validates many times a second), and the last."""
+
+    def __init__(self, session: "Session", every: float = 10.0):
+        self.session, self.every, self.last = session, every, -math.inf
+
+    def on_eval_end(self, t: Any, logs: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every or t.step >= t.total_steps:
+            self.last = now
+            self.session.say("  " + epoch_line(t, logs))
+
+
+ORDER = ("setup", "cost", "check", "search", "curves", "final", "choose", "test")
 
 
 class SessionInterrupted(Exception):
@@ -46,6 +66,8 @@ class Session:
         self.started = (started if started is not None else clock()) - self.state["elapsed"]
         self.stage_started = self.elapsed()
         self.interrupted: threading.Event | None = None  # set by Ctrl-C (autopilot() installs it)
+        self.bar: Any = None
+        self._ticking: threading.Event | None = None
 
     def elapsed(self) -> float:
         return self.clock() - self.started
@@ -76,6 +98,42 @@ class Session:
             raise SessionInterrupted(f"after the {stage} stage")  # the stage is kept; the next one is not begun
         return info
 
+    def stage(self) -> str:
+        """The stage running now: the first not yet recorded."""
+        return next((name for name in ORDER if name not in self.state["stages"]), "report")
+
     def say(self, line: str) -> None:
-        if not self.quiet:
-            print(f"[{self.elapsed():5.0f}s / {self.budget:.0f}s] {line}", flush=True)
+        """A progress line: above the session bar in a terminal or notebook, plain in a log."""
+        if self.quiet:
+            return
+        text = f"[{seconds(self.elapsed()):>7} / {seconds(self.budget)}] {line}"
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def show_bar(self) -> None:
+        """One bar for the whole session (elapsed of the budget, the stage, time left), redrawn
+        twice a second by a daemon thread; only where a person watches (not in a log file)."""
+        if self.quiet or not interactive():
+            return
+        from tqdm.auto import tqdm
+        self.bar = tqdm(total=round(self.budget), unit="s", dynamic_ncols=True, leave=False,
+                        bar_format="{desc} |{bar}| {n:.0f}/{total:.0f}s, {remaining} left")
+        self._ticking = threading.Event()
+
+        def tick() -> None:
+            while self._ticking is not None and not self._ticking.wait(0.5):
+                self.bar.n = min(self.elapsed(), self.budget)
+                self.bar.set_description_str(f"autopilot: {self.stage()}", refresh=False)
+                self.bar.refresh()
+
+        threading.Thread(target=tick, daemon=True).start()
+
+    def close_bar(self) -> None:
+        if self._ticking is not None:
+            self._ticking.set()
+            self._ticking = None
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

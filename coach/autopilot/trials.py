@@ -14,6 +14,7 @@ from coach.autopilot.session import Session
 from coach.config import Config
 from coach.data import Data
 from coach.evaluate import predict_proba, scores
+from coach.fmt import seconds, sig
 from coach.search.halving import ARMS_PER_RUNG, halving
 from coach.search.space import parse_dim, quasi_random, too_few_trials
 from coach.train import Run
@@ -134,15 +135,16 @@ def describe(params: dict[str, Any]) -> str:
 
 
 def trial_line(r: dict[str, Any]) -> str:
-    return (f"  rung {r['rung']} arm {r['arm']}: {describe(r['params']) if r['arm'] else 'unchanged'}: val {r['value']:.4f} in "
-            f"{r['seconds']:.0f}s ({r['epochs']:.1f} epochs{', ' + r['status'] if r['status'] != 'completed' else ''})")
+    return (f"  trial: rung {r['rung']} arm {r['arm']}: {describe(r['params']) if r['arm'] else 'unchanged'}: "
+            f"val {sig(r['value'])} in {seconds(r['seconds'])} ({sig(r['epochs'])} epochs"
+            f"{', ' + r['status'] if r['status'] != 'completed' else ''})")
 
 
 def search_outcome(summary: dict[str, Any], plan: P.SearchPlan, evidence: dict[str, Any]) -> dict[str, Any]:
     best = summary["best"]
     trials = summary["trials"]
-    curves = (f"after {evidence['epochs']:.1f} epochs the plain recipe fits {evidence['train_acc']:.4f} of its "
-              f"training data and {evidence['val_acc']:.4f} of validation" if evidence else "")
+    curves = (f"after {evidence['epochs']:.1f} epochs the plain recipe fits {sig(evidence['train_acc'])} of its "
+              f"training data and {sig(evidence['val_acc'])} of validation" if evidence else "")
     if best is not None and summary.get("stopped_after") == 0:
         return {"winner": {"params": {}, "overrides": {}, "run_dir": best["run_dir"], "value": best["value"],
                            "epochs_done": trials[0]["epochs"]},
@@ -178,9 +180,9 @@ def search_outcome(summary: dict[str, Any], plan: P.SearchPlan, evidence: dict[s
         if won is None:
             continue
         margin = summary["margins"].get(str(k), 0.0)
-        steps.append(f"{plan.dims[k - 1]}: " + (f"kept ({won['value']:.4f}; no option beat it by more than the noise, "
-                                                 f"{margin:.4f})" if won["number"] == 0 else
-                                                 f"{describe(won['params'])} ({won['value']:.4f} against "
-                                                 f"{rows[0]['value'] or 0:.4f} unchanged)"))
+        steps.append(f"{plan.dims[k - 1]}: " + (f"kept ({sig(won['value'])}; no option beat it by more than the noise, "
+                                                 f"{sig(margin)})" if won["number"] == 0 else
+                                                 f"{describe(won['params'])} ({sig(won['value'])} against "
+                                                 f"{sig(rows[0]['value'] or 0)} unchanged)"))
     return {"winner": winner, "runner_up": runner["run_dir"] if runner else None, "trials": len(trials),
             "time": summary["time"], "overfitting": evidence, "outcome": "; ".join(steps)}

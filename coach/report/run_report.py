@@ -124,13 +124,16 @@ def plot_activations(acts: dict[str, Any], title: str) -> str | None:
     return figure_uri(fig)
 
 
-def plot_lr_range(sweep: dict[str, Any]) -> str | None:
+def plot_lr_range(sweep: dict[str, Any], chosen: float | None = None) -> str | None:
     if not sweep.get("lrs"):
         return None
     fig, ax = plt.subplots(figsize=(6, 3.4))
     ax.plot(sweep["lrs"], sweep["losses"])
     if sweep.get("suggested_lr"):
-        ax.axvline(sweep["suggested_lr"], color="C3", ls="--", label=f"suggested {sweep['suggested_lr']:.2g}")
+        ax.axvline(sweep["suggested_lr"], color="C3", ls="--", label=f"suggested {sig(sweep['suggested_lr'])}")
+    if chosen:
+        ax.axvline(chosen, color="C2", lw=2, label=f"chosen {sig(chosen)}")
+    if sweep.get("suggested_lr") or chosen:
         ax.legend()
     ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed loss", title="LR range test")
     return figure_uri(fig)
@@ -180,6 +183,8 @@ def render_run(run_dir: str | Path) -> Path:
              findings_html(findings), "<h2>Curves</h2><div class='grid'>",
              img(plot_loss(steps), "loss"), img(plot_accuracy(evals), "accuracy"), img(plot_lr(steps), "lr"),
              img(plot_update_ratios(monitors), "update ratios"), "</div>"]
+    parts += mistakes_section(run.dir / "val-predictions.npz", run.spec["classes"], run.spec["kind"],
+                              "the model as training ended")
     acts = [m for m in monitors if m["acts"]]
     if acts:
         parts += ["<h2>Activations per layer</h2>",
@@ -195,6 +200,22 @@ def render_run(run_dir: str | Path) -> Path:
     path = run.dir / "report.html"
     atomic_write_bytes(path, page.encode())
     return path
+
+
+def mistakes_section(path: Path, names: list[str], kind: str, which: str) -> list[str]:
+    """Per-class accuracy, the confusion matrix and the most confident mistakes on validation."""
+    from coach.report.figures import plot_confusion, plot_mistakes, plot_per_class
+    from coach.train.run import load_predictions
+
+    p = load_predictions(path)
+    if p is None:
+        return []
+    m = p["mistakes"]
+    return [f"<h2>What it gets wrong (validation, {html.escape(which)})</h2><div class='grid'>",
+            img(plot_per_class(p["pred"], p["y"], names), "per-class accuracy"),
+            img(plot_confusion(p["pred"], p["y"], names), "confusion matrix"), "</div>",
+            img(plot_mistakes(p["mistake_x"], p["y"][m], p["pred"][m], p["conf"][m], names, kind),
+                "confident mistakes")]
 
 
 def check_table(steps: dict[str, Any]) -> str:

@@ -34,7 +34,8 @@ from coach.train.callbacks import (EMA, Callback, EarlyStopping, GradClip, KeepB
                                    Snapshots, TimeBudget, Timer)
 from coach.train.losses import make_loss, mixed
 from coach.train.monitors import Monitor
-from coach.train.run import Run, default_run_dir, model_spec, save_safetensors, versions, write_json
+from coach.train.run import (Run, default_run_dir, model_spec, save_predictions, save_safetensors, versions,
+                             write_json)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -97,8 +98,10 @@ def eval_batch_size(device: torch.device | str) -> int:
 
 @torch.no_grad()
 def evaluate_model(model: nn.Module, split: Split, device: torch.device | str = "cpu", loss_fn: Any = None,
-                   amp: torch.dtype | None = None, batch_size: int | None = None) -> dict[str, float]:
-    """Mean loss and accuracy of model on a split, in eval mode, batched."""
+                   amp: torch.dtype | None = None, batch_size: int | None = None,
+                   keep: list[Tensor] | None = None) -> dict[str, float]:
+    """Mean loss and accuracy of model on a split, in eval mode, batched. keep: a list that
+    receives the predicted classes and their probabilities (for the reports' confusion matrix)."""
     device = torch.device(device)
     batch_size = batch_size or eval_batch_size(device)
     loss_fn = loss_fn or make_loss("cross_entropy")
@@ -111,6 +114,9 @@ def evaluate_model(model: nn.Module, split: Split, device: torch.device | str = 
             scores = model(x).float()
         total_loss += loss_fn(scores, y) * len(y)
         correct += (scores.argmax(1) == y).sum()
+        if keep is not None:
+            conf, pred = scores.softmax(1).max(1)
+            keep += [pred, conf]
     model.train(was)
     n = max(len(split), 1)
     return {"loss": total_loss.item() / n, "acc": correct.item() / n}
@@ -170,6 +176,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.timer = Timer()
         self._perm: tuple[int, Tensor] | None = None
+        self._val_pred: tuple[Tensor, Tensor] | None = None  # the last validation's classes and confidences
         self._sums = [0.0, torch.zeros((), device=device, dtype=torch.long), 0]  # loss sum, correct, count
 
     # ----------------------------------------------------------------- the loop
@@ -298,7 +305,9 @@ class Trainer:
         started = self.elapsed()
         loss_sum, correct, count = self._sums[0], self._sums[1].item(), self._sums[2]
         self._sums = [0.0, torch.zeros((), device=self.device, dtype=torch.long), 0]
-        val = self.evaluate(self.raw_model, self.val_split)
+        keep: list[Tensor] = []
+        val = evaluate_model(self.raw_model, self.val_split, self.device, self.eval_loss_fn, self.amp, keep=keep)
+        self._val_pred = (torch.cat(keep[0::2]), torch.cat(keep[1::2])) if keep else None
         logs = {"step": self.step, "epoch": self.step / self.per_epoch, "lr": self.opt.param_groups[0]["lr"],
                 "train_loss": loss_sum / count if count else float("nan"),
                 "train_acc": correct / count if count else float("nan"),
@@ -392,6 +401,9 @@ class Trainer:
                 save_safetensors(ema.averaged.module.state_dict(), w / "ema.safetensors")
             save_safetensors(dict(self.raw_model.preprocess.state_dict()), self.run_dir / "preprocess.safetensors",
                              {"mode": getattr(self.raw_model.preprocess, "mode", "none")})
+            if self._val_pred is not None:
+                save_predictions(self.run_dir / "val-predictions.npz", *self._val_pred, self.val_split.y,
+                                 self.val_split.x)
             write_json(self.run_dir / "summary.json", summary)
         return summary
 

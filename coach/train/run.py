@@ -9,6 +9,8 @@
       weights/final.safetensors, weights/best.safetensors (and ema.safetensors)
       preprocess.safetensors   the fitted preprocessing statistics
       summary.json             final and best metrics, steps, time, versions, device, seed
+      val-predictions.npz      the last validation's predictions: per-class accuracy, the confusion
+                               matrix and the most confident mistakes (their inputs too) for reports
 """
 from __future__ import annotations
 
@@ -48,6 +50,32 @@ def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dic
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
     os.replace(tmp, path)
+
+
+MISTAKES = 24  # the most confident mistakes a report shows
+
+
+def save_predictions(path: Path, pred: torch.Tensor, conf: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> None:
+    """Validation predictions for the reports: class and confidence per example, and the inputs of
+    the most confident mistakes (a few, not the split). Written whole or not at all."""
+    import io
+
+    import numpy as np
+    pred, conf, y = pred.cpu(), conf.cpu().float(), y.cpu()
+    wrong = (pred != y).nonzero().flatten()
+    worst = wrong[conf[wrong].argsort(descending=True)[:MISTAKES]]
+    buf = io.BytesIO()
+    np.savez(buf, pred=pred.numpy().astype(np.int32), conf=conf.numpy(), y=y.numpy().astype(np.int32),
+             mistakes=worst.numpy().astype(np.int64), mistake_x=x[worst].detach().cpu().float().numpy())
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_predictions(path: Path) -> dict[str, Any] | None:
+    import numpy as np
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as d:
+        return {k: d[k] for k in d.files}
 
 
 def model_spec(model: CoachModel, kind: str, classes: list[str], input_shape: tuple[int, ...]) -> dict[str, Any]:
