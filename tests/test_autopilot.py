@@ -228,3 +228,27 @@ def test_the_session_page_leads_with_pictures(session, tmp_path):
     seen = chromium_page(out / "report.html", tmp_path)
     assert seen["images"] >= 9 and seen["plots"] == seen["images"], seen
     assert seen["width"] <= 1280 and seen["console"] == [], seen["console"]
+
+
+def test_session_progress_is_a_bar_for_a_person_and_lines_in_a_log(tmp_path, capsys, monkeypatch):
+    import time
+
+    from coach.autopilot import session as S
+    s = S.Session(tmp_path / "a", budget=60)
+    monkeypatch.setattr(S, "interactive", lambda: False)
+    s.show_bar()
+    s.say("search: 3 trials")
+    s.close_bar()
+    out = capsys.readouterr()
+    assert s.bar is None and "\r" not in out.out + out.err  # a log gets lines, never a redrawn bar
+    assert out.out.strip().endswith("search: 3 trials") and "/ 1m 00s]" in out.out
+    monkeypatch.setattr(S, "interactive", lambda: True)
+    s.show_bar()
+    time.sleep(1.2)  # two redraws
+    s.say("cost: width 48")
+    s.close_bar()
+    seen = capsys.readouterr()
+    assert "autopilot: setup" in seen.err and "left" in seen.err and "/60s" in seen.err  # stage, elapsed, ETA
+    assert "cost: width 48" in seen.out  # lines are written above the bar (tqdm.write)
+    S.Session(tmp_path / "b", budget=60, quiet=True).say("nothing")
+    assert capsys.readouterr().out == ""
