@@ -125,10 +125,11 @@ def test_predict_as_the_session_was_evaluated(session, tmp_path):
     assert p.returncode == 0 and len(json.loads(p.stdout)) == len(data.test)
 
 
-def test_cli_errors_name_the_flag():
-    p = subprocess.run([sys.executable, "-m", "coach", "autopilot", "--data", "nothing-like-this"], cwd=ROOT,
-                       capture_output=True, text=True)
+def test_cli_errors_name_the_flag(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "coach", "autopilot", "--data", "nothing-like-this"], cwd=tmp_path,
+                       capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert p.returncode == 2 and "--data" in p.stderr and "Traceback" not in p.stderr
+    assert list(tmp_path.iterdir()) == []  # a user error writes nothing (no empty session folder)
     p = subprocess.run([sys.executable, "-m", "coach", "autopilot", "--data", "digits", "--budget", "1min"],
                        cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 2 and "--budget" in p.stderr and "Traceback" not in p.stderr

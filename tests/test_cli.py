@@ -323,3 +323,12 @@ def test_transfer_writes_its_report(ema_run, tmp_path):
     assert (tmp_path / "t" / "report.html").exists() and f"report: {tmp_path / 't' / 'report.html'}" in p.stdout
     p = coach_cli("transfer", "--from", str(ema_run.dir), "--mode", "everything")
     assert p.returncode == 2 and "invalid choice: 'everything'" in p.stderr
+
+
+def test_a_new_run_never_overwrites_one(ema_run, capsys):
+    from coach.cli import main
+    before = (ema_run.dir / "weights" / "final.safetensors").read_bytes()
+    assert main(["train", "--set", *SMALL, "train.epochs=1", "--out", str(ema_run.dir)]) == 2
+    assert f"--out {ema_run.dir} already holds a run: continue it with `coach train --resume {ema_run.dir}`" \
+        in capsys.readouterr().err
+    assert (ema_run.dir / "weights" / "final.safetensors").read_bytes() == before

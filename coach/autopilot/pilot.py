@@ -71,6 +71,7 @@ def open_session(data: str | None, budget: float, out: str | Path | None, resume
         raise UserError("--data NAME|PATH is required (or --resume DIR)")
     if not budget or not math.isfinite(budget) or budget <= 0:
         raise UserError(f"--budget {budget}: give a positive duration, e.g. 90s, 3m, 1h")
+    data_section(str(data), options)  # an unknown name or a missing file: refused before any folder is made
     out = Path(out) if out else Path("autopilot") / time.strftime(f"%Y%m%d-%H%M%S-{Path(str(data)).name}")
     if resume is None and (out / "state.json").exists():
         # a new session here would read the old one's stages and return its result as its own
