@@ -117,6 +117,12 @@ def test_cli_check_json_and_exit_codes():
     assert p.returncode == 1, p.stderr
     found = json.loads(p.stdout)
     assert any(f["code"] == "data_not_normalized" and f["evidence"] and f["advice"] for f in found)
+    assert len({f["code"] for f in found}) == len(found)  # one finding per code
+    p = subprocess.run([sys.executable, "-m", "coach", "check", "--probe-steps", "30", "--set", *base,
+                        "data.preprocess=none"], cwd=ROOT, capture_output=True, text=True)
+    lines = p.stdout.splitlines()
+    findings = lines[next(i for i, ln in enumerate(lines) if ln.startswith("6. ")) + 1:]  # after the step lines
+    assert findings[0].startswith("fix first: data_not_normalized: ") and findings[-1] == "problems found"
     p = subprocess.run([sys.executable, "-m", "coach", "check", "--set", "model.init=nope"], cwd=ROOT,
                        capture_output=True, text=True)
     assert p.returncode == 2 and "model.init" in p.stderr

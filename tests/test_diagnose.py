@@ -183,3 +183,17 @@ def test_planted_plateau_and_bad_init_on_real_runs(tmp_path):
                               "model.init_kwargs": {"std": 0.01}, "train.epochs": 8}), run_dir=tmp_path / "init")
     assert "bad_init" in {f.code for f in diagnose_run(tmp_path / "init")}
     assert "bad_init" not in {f.code for f in diagnose_run(tmp_path / "flat")}
+
+
+def test_one_finding_per_code_most_severe_first():
+    from coach.babysit.findings import Finding, merged
+    a = Finding("lr_too_high", "warning", "updates are large", "lower it", {"ratio": 0.5})
+    b = Finding("nonfinite", "error", "NaN", "lower it", {})
+    c = Finding("lr_too_high", "error", "diverged", "lower it 10x", {"steps": 3})
+    out = merged([a, b, c])
+    assert [(f.code, f.severity) for f in out] == [("lr_too_high", "error"), ("nonfinite", "error")]
+    assert out[0].message == "diverged" and out[0].evidence["also"] == [{"message": "updates are large", "ratio": 0.5}]
+    # a real case: divergence seen by two rules gives one lr_too_high
+    f = diagnose(CFG, steps([2.3] * 50 + [2.6] * 50), {"status": "diverged", "stop_reason": "diverged: ...",
+                                                       "skipped_steps": 3, "rollbacks": 1}, None, 10)
+    assert [x.code for x in f].count("lr_too_high") == 1

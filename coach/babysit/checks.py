@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from coach.babysit.findings import Finding, problems
+from coach.babysit.findings import Finding, merged, problems
 from coach.config import Config, RegularizeConfig
 from coach.fmt import sig
 from coach.data import Data, load_data
@@ -466,15 +466,18 @@ def check(cfg: Config, data: Data | None = None, probe_steps: int = 100, overfit
     loss0 = check_initial_loss(cfg, model, data, out)
     done("initial_loss")
     if not math.isfinite(loss0):
+        out.findings = merged(out.findings)
         return out  # nothing downstream means anything with a NaN loss at step 0
     if not check_gradients(model, data, out):
         done("gradcheck")
+        out.findings = merged(out.findings)
         return out  # training with wrong gradients is meaningless
     done("gradcheck")
     check_overfit(cfg, data, out, init_findings, max_steps=overfit_steps)
     done("overfit")
     check_learning_rate(cfg, data, out, probe_steps, range_steps)
     done("lr_range")
+    out.findings = merged(out.findings)
     return out
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from coach.babysit.findings import Finding
+from coach.babysit.findings import Finding, merged
 from coach.config import Config
 from coach.fmt import sig
 
@@ -48,7 +48,7 @@ def diagnose(cfg: Config, metrics: list[dict[str, Any]], summary: dict[str, Any]
         _plateau(cfg, evals, out)
     _bad_init(steps, out)
     _units(monitors, out)
-    return out
+    return merged(out)
 
 
 def within_noise_of_chance(acc: float, n: int, num_classes: int) -> bool:

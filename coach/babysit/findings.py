@@ -88,6 +88,27 @@ class Finding:
         return f"[{self.severity}] {self.code}: {self.message}\n    -> {self.advice}"
 
 
+RANK = {"error": 0, "warning": 1, "info": 2}
+
+
+def merged(findings: list[Finding]) -> list[Finding]:
+    """One finding per code, most severe first (the first is the one thing to fix first): a code
+    seen twice keeps its most severe instance, and the others' messages and evidence go into its
+    evidence under `also`."""
+    by_code: dict[str, list[Finding]] = {}
+    for f in findings:
+        by_code.setdefault(f.code, []).append(f)
+    out = []
+    for group in by_code.values():
+        group = sorted(group, key=lambda f: RANK[f.severity])
+        head = group[0]
+        if len(group) > 1:
+            head = Finding(head.code, head.severity, head.message, head.advice,
+                           {**head.evidence, "also": [{"message": f.message, **f.evidence} for f in group[1:]]})
+        out.append(head)
+    return sorted(out, key=lambda f: RANK[f.severity])
+
+
 def problems(findings: list[Finding]) -> list[Finding]:
     """The findings that make `coach check` exit 1."""
     return [f for f in findings if f.severity in ("warning", "error")]

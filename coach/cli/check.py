@@ -42,9 +42,12 @@ def format_check(result) -> str:  # noqa: ANN001
 
 
 def format_findings(result) -> str:  # noqa: ANN001
-    order = {"error": 0, "warning": 1, "info": 2}
-    found = sorted(result.findings, key=lambda f: order[f.severity])
+    """The findings, most severe first, led by the one thing to fix first when anything is wrong."""
+    from coach.babysit.findings import RANK
+    found = sorted(result.findings, key=lambda f: RANK[f.severity])
     lines = [str(f) for f in found] or ["no findings"]
+    if found and found[0].severity != "info":
+        lines.insert(0, f"fix first: {found[0].code}: {found[0].advice}")
     return "\n".join(lines + ["healthy" if result.healthy else "problems found"])
 
 
