@@ -178,12 +178,8 @@ def test_an_lr_far_from_the_range_tests_suggestion_is_a_finding(monkeypatch):
             assert "LR range test suggests optim.lr of about" in found[0].message
 
 
-@pytest.mark.parametrize("setting, named, cut", [({"regularize.l2": 0.5}, "regularize.l2=0.5", "by about 1000x"),
-                                                 ({"optim.weight_decay": 1.0}, "optim.weight_decay=1", "1000x"),
-                                                 ({"regularize.dropout": 0.95}, "regularize.dropout=0.95",
-                                                  "lower the drop probability")])
-def test_regularization_that_multiplies_the_initial_loss_is_named(setting, named, cut):
-    """The lectures' step: regularization off, the loss is log C; on, it goes up slightly. 2.3 -> 70 is a finding."""
+def initial_loss_step(setting):
+    """Step 3 of the checklist alone, on a fresh 2-layer MLP with `setting`."""
     from coach.babysit.checks import CheckResult, check_initial_loss
     c = cfg(**{"model.depth": 2, **setting})
     data = coach.load_data(c.data, 0)
@@ -191,7 +187,16 @@ def test_regularization_that_multiplies_the_initial_loss_is_named(setting, named
     model = coach.build_model(c.model, data.input_shape, data.num_classes, c.regularize, data.preprocess,
                               batch=data.train.x[:256])
     out = CheckResult()
-    loss0 = check_initial_loss(c, model, data, out)
+    return check_initial_loss(c, model, data, out), out
+
+
+@pytest.mark.parametrize("setting, named, cut", [({"regularize.l2": 0.5}, "regularize.l2=0.5", "by about 1000x"),
+                                                 ({"optim.weight_decay": 1.0}, "optim.weight_decay=1", "1000x"),
+                                                 ({"regularize.dropout": 0.95}, "regularize.dropout=0.95",
+                                                  "lower the drop probability")])
+def test_regularization_that_multiplies_the_initial_loss_is_named(setting, named, cut):
+    """The lectures' step: regularization off, the loss is log C; on, it goes up slightly. 2.3 -> 70 is a finding."""
+    loss0, out = initial_loss_step(setting)
     assert abs(loss0 - np.log(10)) < 0.3  # "off" is measured without the noise: dropout off too
     found = [f for f in out.findings if f.code == "regularization_too_strong"]
     assert len(found) == 1 and named in found[0].message and cut in found[0].advice, [str(f) for f in out.findings]
@@ -202,14 +207,7 @@ def test_regularization_that_multiplies_the_initial_loss_is_named(setting, named
                                      {"regularize.label_smoothing": 0.1},
                                      {"optim.name": "adamw", "optim.weight_decay": 1.0}])
 def test_ordinary_regularization_raises_the_initial_loss_only_slightly(setting):
-    from coach.babysit.checks import CheckResult, check_initial_loss
-    c = cfg(**{"model.depth": 2, **setting})
-    data = coach.load_data(c.data, 0)
-    torch.manual_seed(0)
-    model = coach.build_model(c.model, data.input_shape, data.num_classes, c.regularize, data.preprocess,
-                              batch=data.train.x[:256])
-    out = CheckResult()
-    loss0 = check_initial_loss(c, model, data, out)
+    loss0, out = initial_loss_step(setting)
     s = out.steps["initial_loss"]
     assert loss0 <= s["with_regularization"] < 1.5 * loss0 and out.findings == []
     expected = {} if not setting or "optim.name" in setting else \

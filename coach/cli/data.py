@@ -9,9 +9,11 @@ from coach.errors import EXIT_OK
 def cmd_datasets(args: argparse.Namespace) -> int:
     from coach.config import DATASETS, DataConfig
 
-    def where(name: str) -> str:  # display only: a data dir need not suit every source
-        return DATASETS.get(name).where(DataConfig.model_construct(**{**DataConfig().model_dump(), "name": name,
-                                                                      "path": args.data_dir}))
+    def section(name: str) -> DataConfig:  # unvalidated: a data dir need not suit every source listed
+        return DataConfig.model_construct(**{**DataConfig().model_dump(), "name": name, "path": args.data_dir})
+
+    def where(name: str) -> str:
+        return DATASETS.get(name).where(section(name))
 
     if args.fetch:
         source = DATASETS.get(args.fetch, "--fetch")
@@ -19,8 +21,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             print(f"{args.fetch}: nothing to fetch ({where(args.fetch)})")
         else:
             print(f"{args.fetch}: fetching ({where(args.fetch)})", flush=True)
-            source.fetch(DataConfig.model_construct(**{**DataConfig().model_dump(), "name": args.fetch,
-                                                       "path": args.data_dir}))
+            source.fetch(section(args.fetch))
             print(f"{args.fetch}: {where(args.fetch)}")
         return EXIT_OK
     rows = [("name", "kind", "shape", "classes", "read from")]

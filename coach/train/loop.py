@@ -113,10 +113,10 @@ def evaluate_model(model: nn.Module, split: Split, device: torch.device | str = 
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             scores = model(x).float()
         total_loss += loss_fn(scores, y) * len(y)
-        correct += (scores.argmax(1) == y).sum()
-        if keep is not None:
-            conf, pred = scores.softmax(1).max(1)
-            keep += [pred, conf]
+        pred = scores.argmax(1)
+        correct += (pred == y).sum()
+        if keep is not None:  # the class and its probability: softmax's max is at the argmax
+            keep += [pred, scores.softmax(1).amax(1)]
     model.train(was)
     n = max(len(split), 1)
     return {"loss": total_loss.item() / n, "acc": correct.item() / n}
