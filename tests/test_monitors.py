@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import torch
 
 import coach
@@ -15,6 +16,7 @@ class Spy(Callback):
     def on_before_optimizer_step(self, t):
         if t.step == 3:
             self.before = t.raw_model.head.weight.detach().clone()
+            self.grad = t.raw_model.head.weight.grad.detach().clone()
 
     def on_step_end(self, t, logs):
         if t.step == 4:
@@ -33,6 +35,12 @@ def test_update_ratio_and_records(tmp_path):
     acts = records[1]["acts"]
     assert set(acts) == {"features.3", "features.6"} and 0 <= acts["features.3"]["dead"] <= 1
     assert sum(acts["features.3"]["hist"]) == 128 * 16
+    # the gradient histogram: log10 |g| in fixed half-decade bins, against numpy on the same gradient
+    layer = records[1]["layers"]["head.weight"]
+    g = spy.grad.abs().flatten().numpy()
+    logs = np.clip(np.log10(g[g > 0]), -12, 2 - 1e-6)
+    assert layer["grad_hist"] == np.histogram(logs, bins=28, range=(-12, 2))[0].tolist()
+    assert layer["grad_range"] == [-12, 2] and abs(layer["grad_norm"] - spy.grad.norm().item()) < 1e-6
 
 
 def test_monitoring_does_not_change_training(tmp_path):

@@ -1,4 +1,5 @@
 """The run report renders offline in headless Chromium, with its plots."""
+import json
 import re
 import shutil
 import subprocess
@@ -16,12 +17,14 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+RUN_CFG = {"data": {"name": "digits"}, "model": {"name": "mlp", "width": 32}, "optim": {"lr": 0.01},
+           "train": {"epochs": 3, "batch_size": 64, "progress": False, "monitor_every": 5}}
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("report") / "run"
-    cfg = coach.make_config({"data": {"name": "digits"}, "model": {"name": "mlp", "width": 32},
-                             "optim": {"lr": 0.01}, "train": {"epochs": 3, "batch_size": 64, "progress": False,
-                                                              "monitor_every": 5}})
+    cfg = coach.make_config(RUN_CFG)
     d.mkdir(parents=True)
     write_json(d / "check.json", check(cfg, probe_steps=20).to_dict())
     coach.fit(cfg, run_dir=d)
@@ -33,8 +36,10 @@ def test_report_is_self_contained(run_dir):
     for part in ("<h2>Findings</h2>", "<h2>coach check</h2>", 'alt="lr range" src="data:image/png;base64,'):
         assert part in page, part
     assert page.index("<h2>Findings</h2>") < page.index("<h2>coach check</h2>")  # findings first
-    for alt in ("per-class accuracy", "confusion matrix", "confident mistakes"):  # what the model gets wrong
+    for alt in ("per-class accuracy", "confusion matrix", "confident mistakes",  # what the model gets wrong
+                "first grads", "final grads"):  # gradient histograms next to the activation histograms
         assert f'alt="{alt}" src="data:image/png;base64,' in page, alt
+    assert page.index("<h2>Activations per layer</h2>") < page.index("<h2>Gradients per layer</h2>")
     assert page.count("data:image/png;base64,") >= 10  # + loss, acc, lr, ratios, 2x activations, LR range
     assert not re.search(r"(src|href)=[\"']https?://", page)  # nothing fetched from a network
 
@@ -83,3 +88,17 @@ def test_confusion_matrix_and_confident_mistakes(tmp_path):
     expected = wrong[np.argsort(-conf.numpy()[wrong], kind="stable")][:24]
     assert np.array_equal(p["mistakes"], expected) and (p["pred"][p["mistakes"]] != p["y"][p["mistakes"]]).all()
     assert np.array_equal(p["mistake_x"][:, 0], expected.astype(np.float32))  # their inputs, for the thumbnails
+
+
+def test_check_page_shows_gradient_histograms_at_initialization(run_dir, tmp_path):
+    from coach.report.check_report import render_check
+    shutil.copy(run_dir / "check.json", tmp_path / "check.json")
+    page = render_check(tmp_path).read_text()
+    steps = json.loads((tmp_path / "check.json").read_text())["steps"]
+    cfg = coach.make_config(RUN_CFG)
+    model = coach.build_model(cfg.model, (1, 8, 8), 10)
+    assert list(steps["init_grads"]) == [n for n, p in model.named_parameters() if p.ndim >= 2]  # every weight
+    assert all(sum(g["hist"]) + round(g["zero"] * p.numel()) == p.numel()
+               for (n, p) in model.named_parameters() if p.ndim >= 2 for g in [steps["init_grads"][n]])
+    for alt in ("init acts", "init grads", "lr range"):
+        assert f'alt="{alt}" src="data:image/png;base64,' in page, alt

@@ -13,7 +13,7 @@ from coach.data.download import atomic_write_bytes
 from coach.fmt import seconds as duration_text
 from coach.fmt import sig
 from coach.report.figures import plot_lr_vs_val, plot_timeline
-from coach.report.run_report import STYLE, findings_html, img
+from coach.report.page import STYLE, findings_html, img
 
 STAGES = (("setup", "1. Data and the plain recipe (the floor)"), ("cost", "2-3. Cost model and model size"),
           ("check", "4. Babysitter checks"), ("search", "5. Search (successive halving in seconds)"),

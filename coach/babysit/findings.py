@@ -21,6 +21,7 @@ CODES = {
     "dead_relu": "ReLU units never activate",
     "initial_loss_mismatch": "the loss at initialization is far from log(C)",
     "gradient_check_failed": "analytic and numeric gradients disagree",
+    "gradient_check_inconclusive": "the gradient check could not judge the backward pass at this scale",
     "cannot_overfit": "the model cannot overfit a small sample",
     "lr_too_high": "the learning rate is too high",
     "lr_too_low": "the learning rate is too low",
@@ -40,7 +41,8 @@ CODES = {
 SEVERITY = {
     "data_not_normalized": "warning", "label_problem": "error", "init_vanishing": "warning",
     "init_exploding": "warning", "saturation": "warning", "dead_relu": "warning",
-    "initial_loss_mismatch": "warning", "gradient_check_failed": "error", "cannot_overfit": "error",
+    "initial_loss_mismatch": "warning", "gradient_check_failed": "error",
+    "gradient_check_inconclusive": "info", "cannot_overfit": "error",
     "lr_too_high": "warning or error", "lr_too_low": "warning (info: only the LR range test says so)",
     "regularization_too_strong": "warning", "underfitting": "warning", "overfitting": "warning", "plateau": "info",
     "nonfinite": "warning or error", "class_imbalance": "info", "bad_init": "info", "at_chance": "error",
@@ -55,6 +57,8 @@ ADVICE = {
     "initial_loss_mismatch": "at initialization the loss should be about log(C): check the initialization's "
                              "scale, the head and the regularization",
     "gradient_check_failed": "a custom layer's backward is wrong: check it against autograd",
+    "gradient_check_inconclusive": "fix the initialization's scale; the backward pass itself checked out on a "
+                                   "rescaled copy",
     "cannot_overfit": "fix what the init findings say first; then a bigger LR or model",
     "lr_too_high": "lower optim.lr 3-10x (or clip gradients: train.grad_clip)",
     "lr_too_low": "raise optim.lr 10x, or take the LR range test's suggestion",

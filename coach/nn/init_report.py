@@ -74,8 +74,39 @@ def init_report(model: nn.Module, batch: Tensor, bins: int = 40) -> InitReport:
     m = copy.deepcopy(model).train()
     for mod in m.modules():
         if isinstance(mod, STOCHASTIC):
-            mod.eval()
+            # the layer's own flag only: .eval() would also put the batch norms inside a
+            # stochastic-depth branch on their (meaningless, at init) running statistics
+            mod.training = False
     return activation_stats(m, batch, bins)
+
+
+# Gradient histograms are of log10 |g| over fixed half-decade bins, the same for every layer and
+# every step, so layers and moments compare at a glance (a raw-value histogram per layer has its
+# own scale, and a vanishing layer's 1e-9 looks like anyone else's 1e-2).
+GRAD_LOG10_RANGE = (-12.0, 2.0)
+GRAD_BINS = 28
+
+
+@torch.no_grad()
+def gradient_histogram(grad: Tensor) -> dict[str, object]:
+    """Histogram of log10 |g| (values outside the range land in the end bins), the fraction
+    of exact zeros (no log), and the gradient's norm."""
+    g = grad.detach().float().abs().flatten()
+    nonzero = g[g > 0]
+    lo, hi = GRAD_LOG10_RANGE
+    logs = nonzero.log10().clamp(lo, hi - 1e-6) if nonzero.numel() else nonzero
+    hist = torch.histc(logs, bins=GRAD_BINS, min=lo, max=hi) if logs.numel() else torch.zeros(GRAD_BINS)
+    return {"hist": [int(v) for v in hist.tolist()], "range": [lo, hi],
+            "zero": 1 - nonzero.numel() / max(g.numel(), 1), "norm": float(g.norm()),
+            "median_log10": float(logs.median()) if logs.numel() else None}
+
+
+def gradient_stats(model: nn.Module, loss: Tensor) -> dict[str, dict[str, object]]:
+    """One backward pass of loss; the gradient histogram of every weight tensor (ndim >= 2),
+    by parameter name. The model's .grad fields are left as they were."""
+    weights = [(n, p) for n, p in model.named_parameters() if p.ndim >= 2 and p.requires_grad]
+    grads = torch.autograd.grad(loss, [p for _, p in weights], allow_unused=True)
+    return {n: gradient_histogram(g if g is not None else torch.zeros_like(p)) for (n, p), g in zip(weights, grads)}
 
 
 @torch.no_grad()

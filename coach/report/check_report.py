@@ -1,7 +1,7 @@
 """`coach check --out DIR` and `coach report DIR` on it: the checklist's page, offline.
 
 The findings first (most severe first), then what each step measured, the activation
-histograms at initialization and the LR range test with its suggestion marked."""
+and gradient histograms at initialization and the LR range test with its suggestion marked."""
 from __future__ import annotations
 
 import html
@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 from coach.data.download import atomic_write_bytes
-from coach.report.run_report import STYLE, check_table, findings_html, img, plot_activations, plot_lr_range
+from coach.report.page import STYLE, findings_html, img
+from coach.report.run_report import check_table, plot_activations, plot_gradients, plot_lr_range
 
 
 def render_check(folder: str | Path) -> Path:
@@ -23,6 +24,8 @@ def render_check(folder: str | Path) -> Path:
     parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Findings</h2>", findings_html(check["findings"]),
              "<h2>The checklist</h2>", check_table(steps),
              img(plot_activations(acts, "activations at initialization"), "init acts"),
+             img(plot_gradients(steps.get("init_grads", {}), "gradients at initialization (one backward pass)"),
+                 "init grads"),
              img(plot_lr_range(steps.get("lr_range", {})), "lr range")]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body>" + "\n".join(p for p in parts if p) +

@@ -1,7 +1,7 @@
 """Pictures the run page and the autopilot page share: what the model gets wrong (per-class
 accuracy, the confusion matrix, the most confident mistakes), where a session's time went,
 and validation accuracy against the learning rate. Each returns a PNG data URI (or None
-when there is nothing to draw), like run_report's plots."""
+when there is nothing to draw), like every page's plots."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from coach.fmt import seconds, sig
-from coach.report.run_report import figure_uri, plt
+from coach.report.page import figure_uri, plt
 
 
 def confusion(pred: np.ndarray, y: np.ndarray, classes: int) -> np.ndarray:

@@ -9,42 +9,20 @@ beside the page.
 """
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from coach.babysit.diagnose import diagnose_run, read_jsonl
+from coach.babysit.findings import Finding
+from coach.data.download import atomic_write_bytes
+from coach.fmt import seconds, sig
+from coach.report.figures import plot_confusion, plot_mistakes, plot_per_class
+from coach.report.page import STYLE, figure_uri, findings_html, img, plt
+from coach.train.run import Run
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from coach.babysit.diagnose import diagnose_run, read_jsonl  # noqa: E402
-from coach.babysit.findings import Finding  # noqa: E402
-from coach.data.download import atomic_write_bytes  # noqa: E402
-from coach.fmt import seconds, sig  # noqa: E402
-from coach.train.run import Run  # noqa: E402
-
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-h1{margin-bottom:.2em} .sub{color:#666;margin-top:0}
-.finding{border-left:6px solid #999;padding:.4em .8em;margin:.5em 0;background:#f7f7f7}
-.finding.error{border-color:#c0392b}.finding.warning{border-color:#e67e22}.finding.info{border-color:#2980b9}
-.finding code{font-weight:bold} .advice{color:#333;margin-top:.2em}
-.failed{background:#fdecea;border-left:6px solid #c0392b;padding:.5em .8em}
-.grid{display:grid;grid-template-columns:1fr 1fr;gap:1em} figure{margin:0} img{max-width:100%;height:auto}
-table{border-collapse:collapse} td,th{border:1px solid #ddd;padding:.2em .6em;text-align:right}
-"""
-
-
-def figure_uri(fig: plt.Figure) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def moving_average(values: list[float], window: int) -> list[float]:
@@ -124,6 +102,27 @@ def plot_activations(acts: dict[str, Any], title: str) -> str | None:
     return figure_uri(fig)
 
 
+def plot_gradients(layers: dict[str, Any], title: str) -> str | None:
+    """Histograms of log10 |gradient| per weight tensor, on one shared axis (monitors, check)."""
+    layers = {n: g for n, g in layers.items() if g.get("grad_hist") or g.get("hist")}
+    if not layers:
+        return None
+    n = len(layers)
+    fig, axes = plt.subplots(1, n, figsize=(min(2.2 * n, 11), 2.2), squeeze=False, sharex=True)
+    for ax, (name, g) in zip(axes[0], layers.items()):
+        hist = g.get("grad_hist") or g["hist"]
+        lo, hi = g.get("grad_range") or g["range"]
+        width = (hi - lo) / len(hist)
+        ax.bar([lo + (i + 0.5) * width for i in range(len(hist))], hist, width=width, color="C1")
+        zero = g.get("grad_zero", g.get("zero")) or 0.0
+        ax.set_title(f"{name}" + (f"\n{zero:.0%} exactly 0" if zero else ""), fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.set_yticks([])
+        ax.set_xlabel("log10 |grad|", fontsize=6)
+    fig.suptitle(title, fontsize=9, y=1.12)
+    return figure_uri(fig)
+
+
 def plot_lr_range(sweep: dict[str, Any], chosen: float | None = None) -> str | None:
     if not sweep.get("lrs"):
         return None
@@ -137,23 +136,6 @@ def plot_lr_range(sweep: dict[str, Any], chosen: float | None = None) -> str | N
         ax.legend()
     ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed loss", title="LR range test")
     return figure_uri(fig)
-
-
-def findings_html(findings: list[Finding] | list[dict[str, Any]]) -> str:
-    items = [f.to_dict() if isinstance(f, Finding) else f for f in findings]
-    if not items:
-        return "<p>No findings: nothing looks wrong.</p>"
-    order = {"error": 0, "warning": 1, "info": 2}
-    out = []
-    for f in sorted(items, key=lambda f: order[f["severity"]]):
-        out.append(f'<div class="finding {f["severity"]}"><code>{html.escape(f["code"])}</code> '
-                   f'({f["severity"]}): {html.escape(f["message"])}'
-                   f'<div class="advice">&rarr; {html.escape(f["advice"])}</div></div>')
-    return "\n".join(out)
-
-
-def img(uri: str | None, alt: str) -> str:
-    return f'<figure><img class="plot" alt="{html.escape(alt)}" src="{uri}"></figure>' if uri else ""
 
 
 def render_run(run_dir: str | Path) -> Path:
@@ -190,6 +172,11 @@ def render_run(run_dir: str | Path) -> Path:
         parts += ["<h2>Activations per layer</h2>",
                   img(plot_activations(acts[0]["acts"], f"at step {acts[0]['step']} (initialization)"), "init acts"),
                   img(plot_activations(acts[-1]["acts"], f"at step {acts[-1]['step']} (end)"), "final acts")]
+    grads = [m for m in monitors if any(v.get("grad_hist") for v in m["layers"].values())]
+    if grads:
+        parts += ["<h2>Gradients per layer</h2>",
+                  img(plot_gradients(grads[0]["layers"], f"at step {grads[0]['step']} (first sample)"), "first grads"),
+                  img(plot_gradients(grads[-1]["layers"], f"at step {grads[-1]['step']} (end)"), "final grads")]
     if check:
         parts += ["<h2>coach check</h2>", check_table(check["steps"]),
                   img(plot_lr_range(check["steps"].get("lr_range", {})), "lr range")]
@@ -204,7 +191,6 @@ def render_run(run_dir: str | Path) -> Path:
 
 def mistakes_section(path: Path, names: list[str], kind: str, which: str) -> list[str]:
     """Per-class accuracy, the confusion matrix and the most confident mistakes on validation."""
-    from coach.report.figures import plot_confusion, plot_mistakes, plot_per_class
     from coach.train.run import load_predictions
 
     p = load_predictions(path)

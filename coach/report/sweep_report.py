@@ -23,7 +23,7 @@ from coach.babysit.diagnose import read_jsonl  # noqa: E402
 from coach.data.download import atomic_write_bytes  # noqa: E402
 from coach.errors import UserError  # noqa: E402
 from coach.fmt import sig  # noqa: E402
-from coach.report.run_report import STYLE, figure_uri, img  # noqa: E402
+from coach.report.page import STYLE, figure_uri, img  # noqa: E402
 from coach.search.space import parse_dim, too_few_trials  # noqa: E402
 
 SORT_JS = """

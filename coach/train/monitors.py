@@ -1,7 +1,8 @@
 """Live monitors (CS231n lecture 6, "Babysitting the learning process"), sampled every N steps.
 
 Per weight tensor: the update/weight magnitude ratio ||dW|| / ||W|| (healthy near 1e-3),
-the gradient norm and the weight norm. Per activation layer, on a fixed probe batch in
+the gradient norm, the weight norm and a histogram of log10 |gradient| (fixed bins, so
+layers and steps compare). Per activation layer, on a fixed probe batch in
 eval mode (so training's batch-norm statistics and dropout are untouched): mean, std,
 fraction exactly zero, fraction of dead units (zero for every probe input), fraction
 saturated (tanh/sigmoid), and a histogram. Records go to monitors.jsonl in the run
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from coach.nn.init_report import activation_stats
+from coach.nn.init_report import activation_stats, gradient_histogram
 from coach.train.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class Monitor(Callback):
         self.path, self.every, self.probe_size = path, every, probe_size
         self.records: list[dict[str, Any]] = []
         self._before: dict[str, torch.Tensor] | None = None
-        self._grads: dict[str, float] = {}
+        self._grads: dict[str, dict[str, Any]] = {}
         self._file = None
 
     def on_train_begin(self, t: "Trainer") -> None:
@@ -61,7 +62,8 @@ class Monitor(Callback):
         if (t.step + 1) % self.every:
             return
         with torch.no_grad():
-            self._grads = {n: (p.grad.norm().item() if p.grad is not None else 0.0) for n, p in self.weights.items()}
+            self._grads = {n: gradient_histogram(p.grad if p.grad is not None else torch.zeros_like(p))
+                           for n, p in self.weights.items()}
             self._before = {n: p.detach().clone() for n, p in self.weights.items()}
 
     def on_step_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
@@ -71,8 +73,10 @@ class Monitor(Callback):
         with torch.no_grad():
             for n, p in self.weights.items():
                 w = self._before[n].norm().item()
+                g = self._grads.get(n, {})
                 layers[n] = {"update_ratio": (p.detach() - self._before[n]).norm().item() / max(w, 1e-12),
-                             "grad_norm": self._grads.get(n, 0.0), "weight_norm": w}
+                             "grad_norm": g.get("norm", 0.0), "weight_norm": w,
+                             "grad_hist": g.get("hist"), "grad_range": g.get("range"), "grad_zero": g.get("zero")}
         self._before = None
         nonfinite = sum(not math.isfinite(v["update_ratio"]) for v in layers.values())
         self._write({"step": t.step, "loss": logs["loss"], "lr": logs["lr"], "layers": layers, "acts": self._acts(t),

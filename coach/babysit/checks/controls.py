@@ -1,0 +1,121 @@
+"""The copies the differential diagnosis compares against (the lectures' controls): a fresh model
+without regularization, a clearly wider one, one that standardizes its inputs, one without the
+noise of dropout; the config with some regularization settings changed; one training step."""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from coach.config import MAX_WIDTH, Config, RegularizeConfig
+from coach.data import Data
+from coach.nn.layers import DropConnectLinear, SpatialDropout, StochasticDepth
+from coach.nn.models import CoachModel, build_model
+
+
+class Standardize(nn.Module):
+    """Per-channel (per-feature for vectors) standardization fitted on one batch."""
+
+    def __init__(self, pre: Tensor):
+        super().__init__()
+        dims = [0, *range(2, pre.dim())]
+        self.register_buffer("mean", pre.mean(dims, keepdim=True))
+        self.register_buffer("std", pre.std(dims, keepdim=True).clamp_min(1e-6))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+def normalized(model: CoachModel, batch: Tensor) -> CoachModel:
+    """A copy of model that standardizes its inputs after its own preprocessing: the control for
+    symptoms that inputs which are not zero-centred and unit-scaled may explain by themselves."""
+    m = copy.deepcopy(model)
+    with torch.no_grad():
+        pre = m.preprocess(batch)
+    m.preprocess = nn.Sequential(m.preprocess, Standardize(pre))
+    return m
+
+
+NOISE_LAYERS = (nn.modules.dropout._DropoutNd, SpatialDropout, DropConnectLinear, StochasticDepth)
+
+
+def noise_free(model: nn.Module) -> nn.Module:
+    """Training mode without the noise: the dropout family off, batch norm still on batch statistics
+    (at initialization its running statistics say nothing yet)."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, NOISE_LAYERS):
+            m.training = False  # its own flag only: a stochastic-depth branch's batch norms stay on the batch
+    return model
+
+
+def value(cfg: Config, key: str) -> float:
+    section, name = key.split(".")
+    return float(getattr(getattr(cfg, section), name))
+
+
+def fresh(cfg: Config, data: Data, batch: Tensor, reg: RegularizeConfig | None = None,
+           wide: bool = False) -> CoachModel:
+    """A re-initialized copy of the model, by default without regularization layers (lectures:
+    turn it off); wide: a clearly bigger copy (the capacity control)."""
+    torch.manual_seed(cfg.seed)
+    mcfg = cfg.model.model_copy(update=widened(cfg)) if wide else cfg.model
+    return build_model(mcfg, data.input_shape, data.num_classes, reg or RegularizeConfig(), data.preprocess,
+                       batch=batch)
+
+
+def widened(cfg: Config, factor: int = 4, at_least: int = 64) -> dict[str, Any]:
+    """The model settings of a clearly bigger copy: factor times the units in every layer, and
+    at least at_least (the capacity control of step 5)."""
+    m = cfg.model
+
+    def grow(units: int) -> int:
+        return min(max(units * factor, at_least), MAX_WIDTH)
+
+    return {"width": grow(m.width), "hidden": None if m.hidden is None else [grow(h) for h in m.hidden]}
+
+
+# each regularization setting, and the value that turns it off
+REGULARIZERS = ("regularize.dropout", "regularize.spatial_dropout", "regularize.dropconnect",
+                "regularize.stochastic_depth", "regularize.l2", "regularize.l1", "regularize.label_smoothing",
+                "optim.weight_decay")
+
+
+def regularization_settings(cfg: Config) -> dict[str, float]:
+    """The regularization settings that are on, by config key."""
+    return {key: value(cfg, key) for key in REGULARIZERS if value(cfg, key)}
+
+
+def with_settings(cfg: Config, changes: dict[str, float]) -> Config:
+    """cfg with some regularization keys changed (e.g. {"regularize.dropout": 0.0})."""
+    sections: dict[str, dict[str, float]] = {}
+    for key, v in changes.items():
+        section, name = key.split(".")
+        sections.setdefault(section, {})[name] = v
+    return cfg.model_copy(update={s: getattr(cfg, s).model_copy(update=u) for s, u in sections.items()})
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: Any, x: Tensor, y: Tensor) -> float:
+    def closure() -> Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        return loss
+
+    if isinstance(opt, torch.optim.LBFGS):
+        return float(opt.step(closure).detach())
+    loss = closure()
+    if torch.isfinite(loss):
+        opt.step()
+    return loss.item()
+
+
+def sgd_like(name: str) -> str:
+    return "adam" if name == "lbfgs" else name
+
+
+def mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else math.nan
