@@ -45,4 +45,3 @@ def test_regularizers_are_placed():
 def test_fractional_pool_convnet():
     model = coach.build_model(ModelConfig(name="convnet", width=4, pool="fractional"), (1, 16, 16), 2)
     assert model(torch.randn(2, 1, 16, 16)).shape == (2, 2)
-
