@@ -13,5 +13,7 @@ __all__ = ["Config", "load_config", "make_config", "UserError", "load_data", "bu
            "init_report", "__version__"]
 
 from coach.train import Run, evaluate_model, fit  # noqa: E402
+from coach.babysit import check  # noqa: E402
+from coach.watch import watch  # noqa: E402
 
-__all__ += ["Run", "evaluate_model", "fit"]
+__all__ += ["Run", "evaluate_model", "fit", "check", "watch"]

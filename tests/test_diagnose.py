@@ -47,6 +47,16 @@ def test_loss_ending_above_its_start_is_lr_too_high():
     assert set(f) == {"lr_too_high"} and "2.3 -> 2.6" in f["lr_too_high"].message
 
 
+def test_a_blow_up_the_run_survived_is_lr_too_high():
+    """The loss shoots to 1e4 and comes back to log C (the units died): nothing ends above its
+    start, yet the curve says the LR is far too high."""
+    losses = [2.3] * 10 + [1e4] * 10 + [2.31] * 80
+    f = found(metrics=steps(losses))
+    assert set(f) == {"lr_too_high"} and "blew up to 1e+04" in f["lr_too_high"].message
+    assert f["lr_too_high"].evidence["peak_step"] == 11
+    assert "lr_too_high" not in found(metrics=steps([2.3] * 10 + [3.0] * 10 + [1.0] * 80))  # a bump is no blow-up
+
+
 def test_update_ratios_far_above_1e_3_are_lr_too_high():
     f = found(metrics=HEALTHY_STEPS, monitors=[monitor(update_ratio=0.5), monitor(update_ratio=0.5)])
     assert set(f) == {"lr_too_high"} and f["lr_too_high"].evidence["median_update_ratio"] == 0.5

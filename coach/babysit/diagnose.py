@@ -7,7 +7,8 @@ accuracy plots, as rules over a run's metrics and monitors.
   regularization_too_strong   underfitting while strong regularization is configured,
                    or the weights shrink while the loss stays high
   lr_too_high      divergence (non-finite steps), a loss that ends above where it
-                   started, or update/weight ratios far above 1e-3
+                   started, one that shot 10x above its start and came back, or
+                   update/weight ratios far above 1e-3
   lr_too_low       a loss that barely falls with update/weight ratios far below 1e-3
   plateau          validation has not improved for several evaluations at a constant LR
   bad_init         flat loss at the start, then a sudden fall
@@ -43,8 +44,9 @@ def diagnose(cfg: Config, metrics: list[dict[str, Any]], summary: dict[str, Any]
     _at_chance(summary, num_classes, out)
     _nonfinite(summary, steps, out)
     _learning_rate(cfg, steps, monitors, out)
-    if evals:
+    if evals and all("train_acc" in m for m in evals):  # over/underfitting compare train with val
         _fit(cfg, evals, monitors, chance, out)
+    if evals:
         _plateau(cfg, evals, out)
     _bad_init(steps, out)
     _units(monitors, out)
@@ -104,6 +106,18 @@ def _learning_rate(cfg: Config, steps: list[dict[str, Any]], monitors: list[dict
             out.append(Finding("lr_too_high", "warning",
                                f"the training loss ended higher than it started ({first:.3g} -> {last:.3g})",
                                "lower optim.lr (try 3-10x lower)", evidence))
+            return
+        # a blow-up the run survived: the loss shot far above its start, then came back (often by
+        # killing units, which leaves it flat near log C): the curve a person reads as "LR too high"
+        # (one batch 10x above the start is enough: a healthy run's batches stay within ~2x of it)
+        # (against the first step's loss: a blow-up in the first steps would inflate an average)
+        start, peak = losses[0], max((x for x in losses if math.isfinite(x)), default=losses[0])
+        if math.isfinite(start) and start > 0 and peak > 10 * start:
+            at = next(s["step"] for s in steps if s["loss"] >= peak)
+            out.append(Finding("lr_too_high", "warning",
+                               f"the training loss blew up to {peak:.3g} ({peak / start:.0f}x its start) at step "
+                               f"{at} before coming back to {last:.3g}", "lower optim.lr (try 3-10x lower)",
+                               evidence | {"peak_loss": peak, "peak_step": at}))
             return
         if median_ratio is not None and median_ratio < 1e-5 and last > 0.9 * first:
             out.append(Finding("lr_too_low", "warning",

@@ -11,7 +11,8 @@ from coach.config import DataConfig
 from coach.data.preprocess import Preprocessor, fit_preprocessor
 from coach.data.sources import RawData, Source, load_raw, stratified_split
 
-__all__ = ["Data", "Split", "load_data", "load_raw", "Preprocessor", "fit_preprocessor", "RawData", "Source"]
+__all__ = ["Data", "Split", "load_data", "split_data", "load_raw", "Preprocessor", "fit_preprocessor", "RawData",
+           "Source"]
 
 
 @dataclass
@@ -70,7 +71,12 @@ def load_data(cfg: DataConfig, seed: int | None = None) -> Data:
     """Load a source, carve a stratified validation split (data.split_seed), fit preprocessing
     on the training split only. `seed` is accepted for compatibility and not used: the split
     must not depend on the run's seed."""
-    raw = load_raw(cfg)
+    return split_data(load_raw(cfg), cfg)
+
+
+def split_data(raw: RawData, cfg: DataConfig) -> Data:
+    """RawData -> Data as the config says: classes kept, the validation split, limits, and the
+    preprocessing fitted on the training split."""
     if cfg.classes is not None:
         raw = select_classes(raw, cfg.classes)
     keep, held = stratified_split(raw.y_train, cfg.val_fraction, cfg.split_seed)

@@ -423,24 +423,39 @@ def _load_npz(cfg: DataConfig) -> RawData:
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
         raise UserError(f"{path}: missing array(s) {missing}; found {sorted(arrays)}")
-    names = [str(c) for c in arrays["classes"]] if "classes" in arrays else None
-    y = validate_arrays(arrays["x"], arrays["y"], f"{path} (x, y)", len(names) if names else None)
+    return raw_from_arrays(arrays, cfg, str(path))
+
+
+def raw_from_arrays(arrays: dict[str, np.ndarray], cfg: DataConfig, where: str) -> RawData:
+    """x, y (optionally x_test, y_test, classes) as an .npz holds them, or as a caller passes them
+    in memory: the same checks either way (shapes, NaN, label range, one layout)."""
+    names = [str(c) for c in arrays["classes"]] if arrays.get("classes") is not None else None
+    y = validate_arrays(arrays["x"], arrays["y"], f"{where} (x, y)", len(names) if names else None)
     classes = names or [str(i) for i in range(int(y.max()) + 1)]
-    kind, x = _as_layout(arrays["x"], cfg.layout, str(path))
-    if "x_test" in arrays:
-        if "y_test" not in arrays:
-            raise UserError(f"{path}: x_test given without y_test")
-        yt = validate_arrays(arrays["x_test"], arrays["y_test"], f"{path} (x_test, y_test)", len(classes))
-        _, xt = _as_layout(arrays["x_test"], cfg.layout, f"{path} (x_test)")
+    kind, x = _as_layout(arrays["x"], cfg.layout, where)
+    if arrays.get("x_test") is not None:
+        if arrays.get("y_test") is None:
+            raise UserError(f"{where}: x_test given without y_test")
+        yt = validate_arrays(arrays["x_test"], arrays["y_test"], f"{where} (x_test, y_test)", len(classes))
+        _, xt = _as_layout(arrays["x_test"], cfg.layout, f"{where} (x_test)")
         if xt.shape[1:] != x.shape[1:]:
-            raise UserError(f"{path}: x_test examples have shape {xt.shape[1:]}, x has {x.shape[1:]}")
+            raise UserError(f"{where}: x_test examples have shape {xt.shape[1:]}, x has {x.shape[1:]}")
     else:
         x, y, xt, yt = carve_test(x, y, cfg.test_fraction)
-    return RawData(kind, x, y, xt, yt, classes, str(path))
+    return RawData(kind, x, y, xt, yt, classes, where)
 
 
 register(Source("npz", "from file", "from file", "from labels", _load_npz,
                 lambda cfg: cfg.path or "data.path (an .npz with x, y)"))
+
+
+def _in_memory(cfg: DataConfig) -> RawData:
+    raise UserError("data.name=arrays: these data were passed in memory (coach.fit(data=(x, y)) and the like) "
+                    "and are not on disk; pass them again, e.g. coach.fit(resume=RUN_DIR, data=(x, y))")
+
+
+register(Source("arrays", "in memory", "from arrays", "from labels", _in_memory,
+                lambda cfg: "arrays passed from Python (coach.fit(data=(x, y)))"))
 
 
 def load_raw(cfg: DataConfig) -> RawData:

@@ -118,10 +118,15 @@ def activation_stats(m: nn.Module, batch: Tensor, bins: int = 40) -> InitReport:
     def hook(name: str):
         def record(module: nn.Module, _inp: tuple, out: Tensor) -> None:
             o = out.detach().float()
+            std, mean = torch.std_mean(o)  # NaN when the weights are: that is the evidence
             lo_t, hi_t = torch.aminmax(o)
+            finite = o
+            if not (torch.isfinite(lo_t) and torch.isfinite(hi_t)):  # the rare case: mask (costly) only then
+                finite = o[torch.isfinite(o)]  # histogram what is left: a diverged net must not crash it
+                lo_t, hi_t = torch.aminmax(finite) if finite.numel() else (torch.tensor(0.0), torch.tensor(0.0))
             lo, hi = lo_t.item(), hi_t.item()
-            std, mean = torch.std_mean(o)
-            hist = torch.histc(o, bins=bins, min=lo, max=hi if hi > lo else lo + 1e-6)
+            hist = torch.histc(finite, bins=bins, min=lo, max=hi if hi > lo else lo + 1e-6) if finite.numel() \
+                else torch.zeros(bins)
             zero = o == 0
             rows.append(LayerStats(name, type(module).__name__.lower(), mean.item(), std.item(),
                                    zero.float().mean().item(), saturated_fraction(module, o),

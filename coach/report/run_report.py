@@ -49,11 +49,12 @@ def plot_loss(steps: list[dict[str, Any]]) -> str | None:
 
 
 def plot_accuracy(evals: list[dict[str, Any]]) -> str | None:
-    if not evals:
+    if not evals or "val_acc" not in evals[0]:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.4))
     x = [e["epoch"] for e in evals]
-    ax.plot(x, [e["train_acc"] for e in evals], "o-", label="train")
+    if "train_acc" in evals[0]:  # coach.watch records what the loop gave it
+        ax.plot(x, [e["train_acc"] for e in evals], "o-", label="train")
     ax.plot(x, [e["val_acc"] for e in evals], "o-", label="validation")
     if "ema_val_acc" in evals[0]:
         ax.plot(x, [e["ema_val_acc"] for e in evals], "o--", label="validation (EMA weights)")
@@ -161,7 +162,9 @@ def render_run(run_dir: str | Path) -> Path:
             f"training diverged: {s.get('stop_reason')}"
         head = f"<p class='failed'><b>This model learned nothing usable</b>: {html.escape(text)}</p>" + head
     cfg = run.config
-    parts = [f"<h1>coach run: {cfg.data.name}, {cfg.model.name}</h1>", head, "<h2>Findings</h2>",
+    title = f"coach watch: {run.spec.get('watched')}" if s.get("watched") else \
+        f"coach run: {cfg.data.name}, {cfg.model.name}"
+    parts = [f"<h1>{html.escape(title)}</h1>", head, "<h2>Findings</h2>",
              findings_html(findings), "<h2>Curves</h2><div class='grid'>",
              img(plot_loss(steps), "loss"), img(plot_accuracy(evals), "accuracy"), img(plot_lr(steps), "lr"),
              img(plot_update_ratios(monitors), "update ratios"), "</div>"]

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from coach.config import Config, load_config, save_config
 from coach.data import Data, Split, load_data
+from coach.data.memory import as_data, in_memory
 from coach.data.augment import Augment
 from coach.errors import UserError
 from coach.nn.models import CoachModel, build_model
@@ -442,12 +443,15 @@ def _init_distributed() -> None:
 
 
 def fit(config: Config | None = None, run_dir: str | Path | None = None, resume: str | Path | None = None,
-        data: Data | None = None, callbacks: list[Callback] | None = None, model: CoachModel | None = None,
+        data: Data | Any = None, callbacks: list[Callback] | None = None, model: CoachModel | None = None,
         groups: list[dict[str, Any]] | None = None, default_callbacks: bool = True) -> Run:
     """Train a model as the config says; returns the Run. resume: a run directory to continue.
     callbacks: added to the defaults (metrics log, best weights, and what the config asks for: grad
     clipping, EMA, early stopping, the time budget, snapshots); default_callbacks=False runs only
     `callbacks` (the config's clipping, EMA, budget... are then yours to add).
+    data: a loaded Data, or data held in memory: (x, y) arrays or tensors, (x, y, x_test, y_test), a
+    dict of those, a torch Dataset or DataLoader (see coach.data.memory); the run's config then
+    says data.name=arrays.
     model/groups: a prebuilt model and its optimizer parameter groups (transfer learning)."""
     _init_distributed()
     if resume is not None:
@@ -469,6 +473,8 @@ def fit(config: Config | None = None, run_dir: str | Path | None = None, resume:
         run_dir = Path(shared[0])
     ckpt.seed_everything(cfg.seed)
     device = pick_device(cfg.train.device)
+    if in_memory(data):  # arrays, tensors, a Dataset or DataLoader: same checks as a file
+        data, cfg = as_data(data, cfg)
     data = data if data is not None else load_data(cfg.data, cfg.seed)
     if model is None:
         model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.regularize, data.preprocess,

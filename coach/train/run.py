@@ -122,6 +122,21 @@ class Run:
         path = self.dir / "metrics.jsonl"
         return [json.loads(ln) for ln in path.read_text().splitlines() if ln] if path.exists() else []
 
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One plain dict per evaluation (epoch, step, train/val loss and accuracy, lr, time...),
+        in order: what Keras' History.history holds, one row per evaluation."""
+        return [{k: v for k, v in m.items() if k != "type"} for m in self.metrics() if m.get("type") == "eval"]
+
+    def history_frame(self) -> Any:
+        """run.history as a pandas DataFrame (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise UserError("run.history_frame() needs pandas: pip install pandas (run.history is the same rows "
+                            "as a list of dicts)") from None
+        return pd.DataFrame(self.history)
+
     def load_model(self, which: str = "best") -> CoachModel:
         """Rebuild the model from config + model.json and load weights/{which}.safetensors."""
         weights = self.dir / "weights" / f"{which}.safetensors"

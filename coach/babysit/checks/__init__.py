@@ -51,6 +51,7 @@ from coach.babysit.checks.result import CheckResult, explained
 from coach.babysit.findings import Finding, merged
 from coach.config import Config
 from coach.data import Data, load_data
+from coach.data.memory import as_data, in_memory
 from coach.fmt import sig
 from coach.nn.models import build_model
 from coach.train.checkpoint import seed_everything
@@ -76,15 +77,19 @@ def defer_slow_learning(findings: list[Finding]) -> list[Finding]:
             if f.code == "lr_too_low" and f.severity != "info" else f for f in findings]
 
 
-def check(cfg: Config, data: Data | None = None, probe_steps: int = 100, overfit_steps: int = 300,
+def check(cfg: Config, data: Data | Any = None, probe_steps: int = 100, overfit_steps: int = 300,
           range_steps: int = 100, say: Callable[[str], None] | None = None, controls: bool = True) -> CheckResult:
     """Run the babysitting checklist on cfg; returns findings and what each step measured.
     The step counts bound its cost: about range_steps + 5 x probe_steps training steps, and
     overfit_steps on batches of 20, plus the controls a failure calls for (at most a few more
     overfitting runs, some up to 4x longer or on a wider copy). controls=False: no control
     models in step 5 (the lectures' single overfitting run with regularization off), for callers
-    on a time budget. say: where a line per finished step goes (None: nowhere)."""
+    on a time budget. data: a loaded Data, or data held in memory ((x, y) arrays or tensors, a
+    dict, a torch Dataset or DataLoader: coach.data.memory). say: where a line per finished step
+    goes (None: nowhere)."""
     seed_everything(cfg.seed)
+    if in_memory(data):  # arrays, tensors, a Dataset or DataLoader
+        data, cfg = as_data(data, cfg)
     data = data if data is not None else load_data(cfg.data, cfg.seed)
     batch = data.train.x[: min(256, len(data.train))]
     model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.regularize, data.preprocess, batch=batch)
