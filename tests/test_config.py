@@ -36,7 +36,7 @@ def test_config_is_frozen():
     ("optim.lr=-1", "optim.lr", "greater than 0"),
     ("optim.name=adamax", "optim.name", "allowed: adagrad, adam"),
     ("model.activation=swish", "model.activation", "allowed: elu"),
-    ("data.name=imagenet", "data.name", "allowed: cifar10"),
+    ("data.name=imagenet", "data.name", "allowed: arrays, cifar10"),
     ("train.time_budget=soon", "train.time_budget", "not a duration"),
     ("data.val_fraction=1.5", "data.val_fraction", "less than 1"),
     # regression cases from fuzzing (issue: hardening): booleans are not numbers, inf is not a rate,
