@@ -15,6 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -29,7 +30,8 @@ def diffs(times: list[float], skip: int = 10) -> list[float]:
     return [b - a for a, b in zip(times[skip:], times[skip + 1:])]
 
 
-def hand_loop(cfg, data, steps: int) -> list[float]:
+def hand_loop(cfg, data, steps: int, watch_dir: Path | None = None) -> list[float]:
+    """The plain PyTorch loop; watch_dir: the same loop under coach.watch (bench/watch.py)."""
     torch.manual_seed(cfg.seed)
     model = coach.build_model(cfg.model, data.input_shape, data.num_classes, cfg.regularize, data.preprocess)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
@@ -37,14 +39,18 @@ def hand_loop(cfg, data, steps: int) -> list[float]:
     bs, times = cfg.train.batch_size, []
     perm = torch.randperm(len(y_all))
     model.train()
-    for step in range(steps):
-        i = step % (len(y_all) // bs)
-        idx = perm[i * bs:(i + 1) * bs]
-        loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        times.append(time.perf_counter())
+    watching = coach.watch(model, opt, out=watch_dir, num_classes=data.num_classes) if watch_dir else nullcontext()
+    with watching as w:  # its diagnosis and report, on leaving, come after the last timed step
+        for step in range(steps):
+            i = step % (len(y_all) // bs)
+            idx = perm[i * bs:(i + 1) * bs]
+            loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if w is not None:
+                w.step(loss)
+            times.append(time.perf_counter())
     return diffs(times)
 
 

@@ -12,44 +12,22 @@ Target (issue 12): ratio <= 1.05.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import coach  # noqa: E402
+from overhead import hand_loop  # noqa: E402  (the same plain loop as the trainer-overhead bench)
 
 
 def loop(cfg, data, steps: int, out: Path | None) -> float:
-    torch.manual_seed(cfg.seed)
-    model = coach.build_model(cfg.model, data.input_shape, data.num_classes, cfg.regularize, data.preprocess)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
-    x_all, y_all = data.train.x, data.train.y
-    bs = cfg.train.batch_size
-    perm = torch.randperm(len(y_all))
-    w = coach.watch(model, opt, out=out, num_classes=data.num_classes) if out is not None else None
-    if w is not None:
-        w.__enter__()
-    times = []
-    model.train()
-    for step in range(steps):
-        i = step % (len(y_all) // bs)
-        idx = perm[i * bs:(i + 1) * bs]
-        loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if w is not None:
-            w.step(loss)
-        times.append(time.perf_counter())
-    if w is not None:
-        w.__exit__(None, None, None)  # the diagnosis and report come after the loop: not timed
-    t = times[10:]
-    return (t[-1] - t[0]) / (len(t) - 1)
+    """Mean step time of bench/overhead.py's hand-written loop, watched when out is given."""
+    return statistics.mean(hand_loop(cfg, data, steps, watch_dir=out))
 
 
 def main() -> None:

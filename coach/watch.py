@@ -70,7 +70,8 @@ class Watch:
         self._hooks.append(self.optimizer.register_step_pre_hook(lambda *_: self._before_update()))
         self._hooks.append(self.optimizer.register_step_post_hook(lambda *_: self._after_update()))
         if self.probe is None:  # the first inputs the model sees become the fixed probe batch
-            self._hooks.append(self.model.register_forward_pre_hook(self._grab_probe))
+            self._grab = self.model.register_forward_pre_hook(self._grab_probe)
+            self._hooks.append(self._grab)
         else:
             self._start_monitor(self.probe)
         return self
@@ -116,6 +117,7 @@ class Watch:
     # ------------------------------------------------------------------ hooks
     def _grab_probe(self, module: nn.Module, args: tuple) -> None:
         if self.monitor is None and args and isinstance(args[0], Tensor):
+            self._grab.remove()  # once: no hook left on the model's forward for the rest of the loop
             self._start_monitor(args[0][: self.probe_size].detach().clone())
 
     def _start_monitor(self, probe: Tensor) -> None:

@@ -46,6 +46,7 @@ def test_a_given_test_split_and_class_names_are_used():
     ((X, Y, X), "a tuple of 3 items"),
     ({"inputs": X, "y": Y}, "a dict needs keys x and y"),
     (42, "int is not data coach can read"),
+    ("digits", "a source name or a path goes in the config"),
     (TensorDataset(torch.from_numpy(X)), "coach needs (input, label) pairs"),
 ])
 def test_bad_data_in_memory_is_a_clear_error(obj, says):

@@ -30,8 +30,8 @@ KEYS = ("x", "y", "x_test", "y_test", "classes")
 
 
 def in_memory(obj: Any) -> bool:
-    """Is obj data held by the caller (rather than None, a Data, a name or a path)?"""
-    return obj is not None and not isinstance(obj, (Data, str)) and not hasattr(obj, "__fspath__")
+    """Is obj anything but None or a loaded Data (so as_data reads it, or says why it cannot)?"""
+    return obj is not None and not isinstance(obj, Data)
 
 
 def as_data(obj: Any, cfg: Config) -> tuple[Data, Config]:
@@ -61,8 +61,11 @@ def _arrays(obj: Any) -> dict[str, Any]:
         return _stack(((x, y) for x, y in _pairs(obj)), batched=True)
     if isinstance(obj, torch.utils.data.Dataset):
         return _stack(_pairs(obj), batched=False)
-    raise UserError(f"data: {type(obj).__name__} is not data coach can read; pass a source name, a path, (x, y) "
-                    "arrays or tensors, a dict of them, a torch Dataset or a DataLoader")
+    if isinstance(obj, str) or hasattr(obj, "__fspath__"):
+        raise UserError(f"data: {str(obj)!r}: a source name or a path goes in the config (data.name, data.path), "
+                        "e.g. coach.make_config(overrides=['data.path=my.npz']); data= takes data held in memory")
+    raise UserError(f"data: {type(obj).__name__} is not data coach can read; pass (x, y) arrays or tensors, a dict "
+                    "of them, a torch Dataset or a DataLoader (a source name or a path goes in the config)")
 
 
 def _pairs(items: Any) -> Any:

@@ -16,9 +16,14 @@ import torch
 from torch import Tensor, nn
 
 from coach.nn.activations import ACTIVATION_TYPES
-from coach.nn.layers import DropConnectLinear, FractionalMaxPool, SpatialDropout, StochasticDepth
+from coach.nn.layers import (
+    DropConnectLinear,
+    FractionalMaxPool,
+    SpatialDropout,
+    StochasticDepth,
+)
 
-STOCHASTIC = (nn.Dropout, SpatialDropout, DropConnectLinear, StochasticDepth, FractionalMaxPool)
+STOCHASTIC = (nn.modules.dropout._DropoutNd, SpatialDropout, DropConnectLinear, StochasticDepth, FractionalMaxPool)
 
 
 def saturated_fraction(module: nn.Module, out: Tensor) -> float | None:
@@ -71,13 +76,19 @@ class InitReport:
 def init_report(model: nn.Module, batch: Tensor, bins: int = 40) -> InitReport:
     """Forward one batch through a copy of model (training-mode batch norm, stochastic
     layers off) and record every activation layer's output statistics, in forward order."""
-    m = copy.deepcopy(model).train()
-    for mod in m.modules():
+    return activation_stats(noise_free(copy.deepcopy(model)), batch, bins)
+
+
+def noise_free(model: nn.Module) -> nn.Module:
+    """Training mode without the noise (in place): the stochastic layers off, batch norm still on
+    batch statistics (at initialization its running statistics say nothing yet)."""
+    model.train()
+    for mod in model.modules():
         if isinstance(mod, STOCHASTIC):
             # the layer's own flag only: .eval() would also put the batch norms inside a
             # stochastic-depth branch on their (meaningless, at init) running statistics
             mod.training = False
-    return activation_stats(m, batch, bins)
+    return model
 
 
 # Gradient histograms are of log10 |g| over fixed half-decade bins, the same for every layer and

@@ -27,7 +27,6 @@ from typing import Any, Callable
 
 from coach.babysit.checks.controls import (
     mean,
-    noise_free,
     normalized,
     regularization_settings,
 )
@@ -53,6 +52,7 @@ from coach.config import Config
 from coach.data import Data, load_data
 from coach.data.memory import as_data, in_memory
 from coach.fmt import sig
+from coach.nn.init_report import noise_free
 from coach.nn.models import build_model
 from coach.train.checkpoint import seed_everything
 

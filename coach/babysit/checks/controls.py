@@ -1,6 +1,7 @@
 """The copies the differential diagnosis compares against (the lectures' controls): a fresh model
 without regularization, a clearly wider one, one that standardizes its inputs, one without the
-noise of dropout; the config with some regularization settings changed; one training step."""
+noise of dropout (coach.nn.init_report.noise_free); the regularization settings that are on; one
+training step."""
 from __future__ import annotations
 
 import copy
@@ -11,22 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from coach.config import MAX_WIDTH, Config, RegularizeConfig
-from coach.data import Data
-from coach.nn.layers import DropConnectLinear, SpatialDropout, StochasticDepth
+from coach.data import Data, fit_preprocessor
 from coach.nn.models import CoachModel, build_model
-
-
-class Standardize(nn.Module):
-    """Per-channel (per-feature for vectors) standardization fitted on one batch."""
-
-    def __init__(self, pre: Tensor):
-        super().__init__()
-        dims = [0, *range(2, pre.dim())]
-        self.register_buffer("mean", pre.mean(dims, keepdim=True))
-        self.register_buffer("std", pre.std(dims, keepdim=True).clamp_min(1e-6))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return (x - self.mean) / self.std
 
 
 def normalized(model: CoachModel, batch: Tensor) -> CoachModel:
@@ -35,21 +22,8 @@ def normalized(model: CoachModel, batch: Tensor) -> CoachModel:
     m = copy.deepcopy(model)
     with torch.no_grad():
         pre = m.preprocess(batch)
-    m.preprocess = nn.Sequential(m.preprocess, Standardize(pre))
+    m.preprocess = nn.Sequential(m.preprocess, fit_preprocessor("standardize", pre))  # the data layer's own
     return m
-
-
-NOISE_LAYERS = (nn.modules.dropout._DropoutNd, SpatialDropout, DropConnectLinear, StochasticDepth)
-
-
-def noise_free(model: nn.Module) -> nn.Module:
-    """Training mode without the noise: the dropout family off, batch norm still on batch statistics
-    (at initialization its running statistics say nothing yet)."""
-    model.train()
-    for m in model.modules():
-        if isinstance(m, NOISE_LAYERS):
-            m.training = False  # its own flag only: a stochastic-depth branch's batch norms stay on the batch
-    return model
 
 
 def value(cfg: Config, key: str) -> float:
@@ -87,15 +61,6 @@ REGULARIZERS = ("regularize.dropout", "regularize.spatial_dropout", "regularize.
 def regularization_settings(cfg: Config) -> dict[str, float]:
     """The regularization settings that are on, by config key."""
     return {key: value(cfg, key) for key in REGULARIZERS if value(cfg, key)}
-
-
-def with_settings(cfg: Config, changes: dict[str, float]) -> Config:
-    """cfg with some regularization keys changed (e.g. {"regularize.dropout": 0.0})."""
-    sections: dict[str, dict[str, float]] = {}
-    for key, v in changes.items():
-        section, name = key.split(".")
-        sections.setdefault(section, {})[name] = v
-    return cfg.model_copy(update={s: getattr(cfg, s).model_copy(update=u) for s, u in sections.items()})
 
 
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: Any, x: Tensor, y: Tensor) -> float:

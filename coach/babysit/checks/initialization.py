@@ -7,10 +7,9 @@ import copy
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from coach.babysit.checks.controls import noise_free
 from coach.babysit.checks.result import CheckResult
 from coach.babysit.findings import Finding
-from coach.nn.init_report import InitReport, gradient_stats, init_report
+from coach.nn.init_report import InitReport, gradient_stats, init_report, noise_free
 from coach.nn.models import CoachModel
 
 

@@ -9,12 +9,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from coach.babysit.checks.controls import NOISE_LAYERS, noise_free, value
+from coach.babysit.checks.controls import value
 from coach.babysit.checks.result import CheckResult
 from coach.babysit.findings import Finding
 from coach.config import Config
 from coach.data import Data
 from coach.fmt import sig
+from coach.nn.init_report import STOCHASTIC, noise_free
 from coach.nn.models import CoachModel
 from coach.optim import split_decay
 from coach.train.losses import make_loss
@@ -41,7 +42,7 @@ def regularization_terms(cfg: Config, model: CoachModel, batches: list[tuple[Ten
 
     terms: dict[str, float] = {}
     with torch.no_grad():
-        noisy = [m for m in model.modules() if isinstance(m, NOISE_LAYERS) and getattr(m, "p", 0) > 0]
+        noisy = [m for m in model.modules() if isinstance(m, STOCHASTIC) and getattr(m, "p", 0) > 0]
         if noisy:
             m = copy.deepcopy(model).train()
             with torch.random.fork_rng(devices=[]):

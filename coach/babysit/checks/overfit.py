@@ -16,7 +16,6 @@ from coach.babysit.checks.controls import (
     regularization_settings,
     train_step,
     widened,
-    with_settings,
 )
 from coach.babysit.checks.result import CheckResult, explained
 from coach.babysit.findings import Finding
@@ -90,7 +89,7 @@ def check_overfit(cfg: Config, data: Data, out: CheckResult, init_findings: list
     x, y = data.train.x[:n], data.train.y[:n]
     settings = regularization_settings(cfg)
     if not controls:
-        run = overfit_sample(with_settings(cfg, dict.fromkeys(settings, 0.0)), data, x, y, max_steps, batch,
+        run = overfit_sample(cfg.replace(**dict.fromkeys(settings, 0.0)), data, x, y, max_steps, batch,
                              extend=False)
         out.steps["overfit"] = {"samples": n, "regularized": False, "memorized": run["train_acc"] == 1.0, **run}
         if run["train_acc"] < 1.0:
@@ -102,7 +101,7 @@ def check_overfit(cfg: Config, data: Data, out: CheckResult, init_findings: list
         out.steps["overfit"]["memorized"] = True
         return True
     if settings:
-        off = overfit_sample(with_settings(cfg, dict.fromkeys(settings, 0.0)), data, x, y, max_steps, batch)
+        off = overfit_sample(cfg.replace(**dict.fromkeys(settings, 0.0)), data, x, y, max_steps, batch)
         out.steps["overfit"]["regularization_off"] = off
         if off["train_acc"] == 1.0:
             out.steps["overfit"]["memorized"] = True
@@ -126,13 +125,13 @@ def _name_regularizer(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: 
     """Which setting stops the model memorizing, and by how much to cut it: each one turned off
     alone, then the culprit cut 10x and 100x (the smallest cut that lets it memorize)."""
     culprits = [k for k in settings if len(settings) == 1 or
-                overfit_sample(with_settings(cfg, {k: 0.0}), data, x, y, max_steps, batch)["train_acc"] == 1.0]
+                overfit_sample(cfg.replace(**{k: 0.0}), data, x, y, max_steps, batch)["train_acc"] == 1.0]
     culprits = culprits or list(settings)  # only together: name them all
     cut = None
     if len(culprits) == 1:
         key = culprits[0]
         for factor in (10, 100):
-            if overfit_sample(with_settings(cfg, {key: settings[key] / factor}), data, x, y, max_steps, batch)[
+            if overfit_sample(cfg.replace(**{key: settings[key] / factor}), data, x, y, max_steps, batch)[
                     "train_acc"] == 1.0:
                 cut = factor
                 break
@@ -168,7 +167,7 @@ def _why_not_overfit(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: i
             "lower the learning rate (try 10x lower, or the LR range test's suggestion)", evidence))
         return
     if controls and any(f.code == "data_not_normalized" for f in out.findings):
-        control = overfit_sample(with_settings(cfg, dict.fromkeys(regularization_settings(cfg), 0.0)), data, x, y,
+        control = overfit_sample(cfg.replace(**dict.fromkeys(regularization_settings(cfg), 0.0)), data, x, y,
                                  max_steps, batch, standardize=True)
         evidence["standardized"] = {"train_acc": control["train_acc"], "steps": control["steps"]}
         if control["train_acc"] == 1.0:
@@ -197,7 +196,7 @@ def _why_not_overfit(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: i
     # A clearly wider copy, trained the same way, is the control (it can memorize any labels: Zhang et al. 2017)
     small = False
     if controls and not bad_init:
-        wider = with_settings(cfg, dict.fromkeys(regularization_settings(cfg), 0.0))
+        wider = cfg.replace(**dict.fromkeys(regularization_settings(cfg), 0.0))
         big = overfit_sample(wider, data, x, y, max_steps, batch, wide=True)
         evidence["wider"] = {**widened(cfg), "train_acc": big["train_acc"]}
         small = big["train_acc"] == 1.0
