@@ -58,11 +58,13 @@ def plain(data: str, options: dict, budget: float, out: str) -> None:
     print(json.dumps({"test_acc": acc, "epochs": run.summary["epochs"]}), flush=True)
 
 
-def timed(cmd: list[str]) -> tuple[float, str]:
+def timed(cmd: list[str], writes: Path | None = None) -> tuple[float, str]:
+    """Wall time and stdout of cmd; exit 1 is a verdict (a session that stopped on hopeless data)
+    only when the file it writes is there, else a crash: its stderr is shown."""
     t0 = time.time()
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if p.returncode not in (0, 1):
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
+    if p.returncode not in (0, 1) or (writes is not None and not writes.exists()):
+        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-3000:]}")
     return time.time() - t0, p.stdout
 
 
@@ -80,7 +82,8 @@ def row(name: str, scale: float, keep: Path | None) -> dict:
         base = keep or Path(tmp)
         sets = [f"data.{k}={v}" for k, v in options.items()]
         ap_wall, _ = timed([sys.executable, "-m", "coach", "autopilot", "--data", data, "--budget", f"{budget:.0f}s",
-                            "--out", str(base / f"{name}-autopilot"), "--quiet"] + (["--set", *sets] if sets else []))
+                            "--out", str(base / f"{name}-autopilot"), "--quiet"] + (["--set", *sets] if sets else []),
+                           writes=base / f"{name}-autopilot" / "result.json")
         result = json.loads((base / f"{name}-autopilot" / "result.json").read_text())
         state = json.loads((base / f"{name}-autopilot" / "state.json").read_text())
         pl_wall, out = timed([sys.executable, __file__, "--plain", data, json.dumps(options), str(budget),

@@ -12,8 +12,10 @@ __version__ = "0.1.0"
 __all__ = ["Config", "load_config", "make_config", "UserError", "load_data", "build_model", "gradcheck",
            "init_report", "__version__"]
 
-from coach.train import Run, evaluate_model, fit  # noqa: E402
-from coach.babysit import check  # noqa: E402
+from coach.train import Run, evaluate_model  # noqa: E402
 from coach.watch import watch  # noqa: E402
+# fit, check, search and autopilot as a notebook wants them: results that show themselves (coach.notebook);
+# coach.autopilot and coach.search name the functions (their packages are imported first, then rebound)
+from coach.notebook import autopilot, check, fit, search  # noqa: E402
 
-__all__ += ["Run", "evaluate_model", "fit", "check", "watch"]
+__all__ += ["Run", "evaluate_model", "fit", "check", "search", "autopilot", "watch"]

@@ -321,6 +321,8 @@ class TrainConfig(_Section):
     monitor_every: int = Field(50, ge=0, le=MAX_COUNT, description="steps between live-monitor samples; 0 = off")
     snapshots: bool = False
     progress: bool = True
+    tensorboard: bool = Field(False, description="also write TensorBoard event files in the run directory "
+                                                 "(needs the tensorboard package)")
     max_nonfinite: int = Field(5, ge=1, le=MAX_COUNT, description="non-finite steps in a row before a roll-back")
     max_rollbacks: int = Field(3, ge=0, le=1000)
 
@@ -384,6 +386,25 @@ class Config(_Section):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+    def set(self, **settings: Any) -> "Config":
+        """A new config with settings by their short name, as a notebook writes them:
+        cfg.set(epochs=10, lr=3e-3, batch_size=64). A name two sections share (name, path...)
+        is an error that names the dotted keys to use with replace()."""
+        owners: dict[str, list[str]] = {}
+        for section, info in type(self).model_fields.items():
+            sub = getattr(self, section)
+            for leaf in (type(sub).model_fields if isinstance(sub, BaseModel) else {section: None}):
+                owners.setdefault(leaf, []).append(f"{section}.{leaf}" if isinstance(sub, BaseModel) else section)
+        dotted = {}
+        for key, value in settings.items():
+            found = owners.get(key, [])
+            if len(found) != 1:
+                raise UserError(f"{key}: " + (f"ambiguous ({', '.join(found)}); use cfg.replace(**{{'{found[0]}': ...}})"
+                                              if found else "no such setting; e.g. epochs, lr, batch_size, width, "
+                                              "dropout, weight_decay (dotted keys: cfg.replace(**{'optim.lr': 0.1}))"))
+            dotted[found[0]] = value
+        return self.replace(**dotted)
 
     def replace(self, **overrides: Any) -> "Config":
         """A new config with dotted-key overrides: cfg.replace(**{'optim.lr': 0.1})."""

@@ -35,7 +35,8 @@ DOC = {
     "data.image_size": "image folders: resize to (height, width)",
     "data.color": "image folders: colour or grayscale (auto: from the files)",
     "data.layout": "npz: read x as vectors, 1-D signals or images (auto: from its shape)",
-    "model.name": "the builder: an MLP, a VGG-style convnet, or a ResNet (1-D or 2-D from the data)",
+    "model.name": "the builder: an MLP, a VGG-style convnet, or a ResNet (1-D or 2-D from the data); module: your "
+                  "own nn.Module, passed from Python (coach.fit(my_module, ...))",
     "model.activation": "the nonlinearity",
     "model.activation_kwargs": "its parameters, e.g. {negative_slope: 0.1} for leaky_relu",
     "model.init": "weight initialization",

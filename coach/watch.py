@@ -41,7 +41,10 @@ from coach.train.run import write_json
 class Watch:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, out: str | Path | None = None,
                  every: int = 50, probe: Tensor | None = None, probe_size: int = 128,
-                 num_classes: int | None = None):
+                 num_classes: int | None = None, closure: bool = False):
+        """closure: the loop computes the gradients inside optimizer.step(closure) (Lightning, L-BFGS),
+        so the optimizer's step pre-hook comes before them; the caller then calls before_update()
+        once they exist (Lightning's on_before_optimizer_step)."""
         if not isinstance(model, nn.Module):
             raise UserError(f"coach.watch: model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
@@ -59,6 +62,7 @@ class Watch:
         self._hooks: list[Any] = []
         self._start = time.perf_counter()
         self._metrics_file = None
+        self.closure = closure
 
     # ------------------------------------------------------------------ the block
     def __enter__(self) -> "Watch":
@@ -67,7 +71,8 @@ class Watch:
                 raise UserError(f"{self.out}: already holds a run; give coach.watch a new folder")
             self.out.mkdir(parents=True, exist_ok=True)
             self._metrics_file = open(self.out / "metrics.jsonl", "a", buffering=1)
-        self._hooks.append(self.optimizer.register_step_pre_hook(lambda *_: self._before_update()))
+        if not self.closure:
+            self._hooks.append(self.optimizer.register_step_pre_hook(lambda *_: self.before_update()))
         self._hooks.append(self.optimizer.register_step_post_hook(lambda *_: self._after_update()))
         if self.probe is None:  # the first inputs the model sees become the fixed probe batch
             self._grab = self.model.register_forward_pre_hook(self._grab_probe)
@@ -126,7 +131,8 @@ class Watch:
         with torch.no_grad():
             self.monitor.open(0)
 
-    def _before_update(self) -> None:
+    def before_update(self) -> None:
+        """The gradients are in place and the update is next (sampled steps read them now)."""
         if self.monitor is not None:
             self.monitor.before_update(self.steps)
 
@@ -150,7 +156,7 @@ class Watch:
             name = "sgd"
         lrs = [m["lr"] for m in self.metrics if m["type"] == "step"]
         return Config.model_validate({
-            "data": {"name": "arrays"}, "model": {"name": "mlp"},
+            "data": {"name": "arrays"}, "model": {"name": "module"},  # the model is yours (coach.nn.own)
             "optim": {"name": name, "lr": lrs[0] if lrs else g["lr"], "weight_decay": g.get("weight_decay", 0.0)},
             # a changing LR is not "constant"; step decay is the closest registered name
             "schedule": {"name": "constant" if len(self.lrs) <= 1 else "step"}})

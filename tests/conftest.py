@@ -50,7 +50,7 @@ def chromium_page(page: Path, tmp: Path) -> dict:
              "--window-size=1280,1000", "--enable-logging=stderr", "--v=0",
              f"--user-data-dir={tmp / 'chromium-profile'}", "--virtual-time-budget=5000", "--dump-dom"]
     run = subprocess.run([exe, *flags, page.as_uri()], capture_output=True, text=True, timeout=120)
-    attrs = {k: int(v) for k, v in re.findall(r'data-(plots|images|width)="(\d+)"', run.stdout)}
+    attrs = {k: int(v) for k, v in re.findall(r'data-(plots|images|width|findings)="(\d+)"', run.stdout)}
     console = [ln for ln in run.stderr.splitlines() if ":CONSOLE" in ln]
     return {**attrs, "console": console, "dom": run.stdout}
 

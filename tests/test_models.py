@@ -45,3 +45,18 @@ def test_regularizers_are_placed():
 def test_fractional_pool_convnet():
     model = coach.build_model(ModelConfig(name="convnet", width=4, pool="fractional"), (1, 16, 16), 2)
     assert model(torch.randn(2, 1, 16, 16)).shape == (2, 2)
+
+
+def test_a_models_preprocessing_is_its_own_copy():
+    """The data's fitted preprocessing is shared by every model built on them; moving one model to
+    a GPU (here: to float64, the same in-place move) must leave the data's as it was. It did not:
+    the autopilot's cost stage moved it to CUDA and its check stage then failed on CPU inputs."""
+    import coach
+    from coach.data import load_data
+    from coach.nn.own import Own
+    cfg = coach.make_config({"data": {"name": "digits"}, "model": {"name": "mlp"}})
+    data = load_data(cfg.data)
+    coach.build_model(cfg.model, data.input_shape, data.num_classes, cfg.regularize, data.preprocess).double()
+    Own(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))).build(
+        cfg, data.input_shape, data.num_classes, data.preprocess).double()
+    assert all(t.dtype == torch.float32 for t in data.preprocess.state_dict().values())

@@ -30,8 +30,10 @@ def tta_pad(cfg: Any) -> int:
     return max(cfg.augment.crop_padding, 2)
 
 
-def load_weights(run_dir: Path, which: str, data: Data) -> torch.nn.Module:
-    model = Run.open(run_dir).load_model(which)
+def load_weights(run_dir: Path, which: str, data: Data, template: torch.nn.Module | None = None) -> torch.nn.Module:
+    """template: a fresh instance of the user's own module (coach.nn.own), so EMA weights get
+    their batch norm re-estimated (an exported program is inference only)."""
+    model = Run.open(run_dir).load_model(which, model=template)
     return recompute_bn(model, data.train.x[:BN_EXAMPLES]) if which == "ema" else model
 
 
@@ -54,7 +56,8 @@ def planned_passes(cfg: Config, data: Data, ema: bool, runner_up: bool) -> tuple
 
 
 def choose(final_dir: Path, data: Data, eval_example: float, seconds: float,
-           runner_up: Path | None = None, predictions_to: Path | None = None) -> dict[str, Any]:
+           runner_up: Path | None = None, predictions_to: Path | None = None,
+           template: torch.nn.Module | None = None) -> dict[str, Any]:
     """Try the candidates on validation, cheapest first, while they fit `seconds` (priced at
     eval_example seconds per example and view); returns the table and the choice.
     predictions_to: where the chosen candidate's validation predictions go (for the page)."""
@@ -63,7 +66,7 @@ def choose(final_dir: Path, data: Data, eval_example: float, seconds: float,
     price = lambda views_: views_ * n_val * eval_example  # noqa: E731
     spent = price(1)
     rows: list[dict[str, Any]] = []
-    best = load_weights(final_dir, "best", data)
+    best = load_weights(final_dir, "best", data, template)
     p_best = predict_proba(best, data.val.x, pad=pad)
     rows.append({"name": "best weights", "acc": scores(p_best, data.val.y)["acc"], "views": 1, "probs": p_best,
                  "choice": {"weights": "best", "tta": "none", "ensemble": []}})
@@ -71,7 +74,7 @@ def choose(final_dir: Path, data: Data, eval_example: float, seconds: float,
     if (final_dir / "weights" / "ema.safetensors").exists() and spent + price(1) + \
             min(len(data.train), BN_EXAMPLES) * eval_example <= seconds:
         spent += price(1) + min(len(data.train), BN_EXAMPLES) * eval_example
-        models["ema"] = load_weights(final_dir, "ema", data)
+        models["ema"] = load_weights(final_dir, "ema", data, template)
         probs["ema"] = predict_proba(models["ema"], data.val.x, pad=pad)
         rows.append({"name": "EMA weights", "acc": scores(probs["ema"], data.val.y)["acc"], "views": 1,
                      "probs": probs["ema"], "choice": {"weights": "ema", "tta": "none", "ensemble": []}})

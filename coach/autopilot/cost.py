@@ -22,6 +22,7 @@ from coach.config import Config
 from coach.data import Data
 from coach.data.augment import Augment
 from coach.nn.models import build_model
+from coach.nn.own import Own
 from coach.optim import build_optimizer
 from coach.train.loop import eval_batch_size, pick_device
 from coach.train.losses import make_loss
@@ -55,13 +56,15 @@ def _sync(device: torch.device) -> None:
 
 
 def time_config(cfg: Config, data: Data, steps: int = 8, warmup: int = 2, max_seconds: float = 1.0,
-                timer: Callable[[], float] = time.perf_counter) -> Cost:
-    """Measure cfg's model: `warmup` + `steps` training steps (fewer, at least 3, when they
-    would take over `max_seconds`), then a few validation batches."""
+                timer: Callable[[], float] = time.perf_counter, own: Own | None = None) -> Cost:
+    """Measure cfg's model (own: the user's module or factory, coach.nn.own): `warmup` + `steps`
+    training steps (fewer, at least 3, when they would take over `max_seconds`), then a few
+    validation batches."""
     device = pick_device(cfg.train.device)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.regularize, data.preprocess,
-                        batch=data.train.x[:256]).to(device)
+    model = (own.build(cfg, data.input_shape, data.num_classes, data.preprocess) if own is not None else
+             build_model(cfg.model, data.input_shape, data.num_classes, cfg.regularize, data.preprocess,
+                         batch=data.train.x[:256])).to(device)
     opt = build_optimizer(cfg.optim, model)
     loss_fn = make_loss(cfg.train.loss, cfg.regularize.label_smoothing)
     augment = Augment(cfg.augment, data.kind, data.train.x)
@@ -103,7 +106,8 @@ def time_config(cfg: Config, data: Data, steps: int = 8, warmup: int = 2, max_se
 
 
 def choose_threads(cfg: Config, data: Data, measure: Callable[[Config, Data], Cost] | None = None,
-                   timer: Callable[[], float] = time.perf_counter) -> tuple[int, dict[int, float], Cost | None]:
+                   timer: Callable[[], float] = time.perf_counter,
+                   own: Own | None = None) -> tuple[int, dict[int, float], Cost | None]:
     """The number of CPU threads that trains fastest now, and cfg's cost at it. With another
     process holding a core, torch's threads wait on each other at every operation (a 2-thread
     step measured 1.7x slower than a 1-thread one on 2 busy cores); on an idle machine more
@@ -111,7 +115,7 @@ def choose_threads(cfg: Config, data: Data, measure: Callable[[Config, Data], Co
     are noisy); sets the winner. On a GPU: unchanged, nothing timed."""
     if pick_device(cfg.train.device).type != "cpu":
         return torch.get_num_threads(), {}, None
-    measure = measure or (lambda c, d: time_config(c, d, steps=10, timer=timer))
+    measure = measure or (lambda c, d: time_config(c, d, steps=10, timer=timer, own=own))
     n = torch.get_num_threads()
     costs: dict[int, Cost] = {}
 
@@ -139,7 +143,7 @@ def choose_threads(cfg: Config, data: Data, measure: Callable[[Config, Data], Co
 
 def measure_ladder(cfg: Config, data: Data, affordable: Callable[[Cost], bool], seconds: float,
                    widths: tuple[int, ...] | None = None, known: Cost | None = None, up: bool = True,
-                   timer: Callable[[], float] = time.perf_counter) -> list[Cost]:
+                   timer: Callable[[], float] = time.perf_counter, own: Own | None = None) -> list[Cost]:
     """Time the ladder's sizes, from cfg's width upwards (`up`) or downwards, starting with
     `known` (a size already timed, not timed again); stop after the first size `affordable`
     rejects going up (its cost is known, so the report can say why it was not chosen) or
@@ -148,10 +152,10 @@ def measure_ladder(cfg: Config, data: Data, affordable: Callable[[Cost], bool], 
     w0 = cfg.model.width
     order = sorted(w for w in widths if w > w0) if up else sorted((w for w in widths if w < w0), reverse=True)
     start = timer()
-    first = known if known is not None and known.width == w0 else time_config(cfg, data, steps=6, timer=timer)
+    first = known if known is not None and known.width == w0 else time_config(cfg, data, steps=6, timer=timer, own=own)
     out: list[Cost] = [first]
     for w in order:
         if timer() - start > seconds or (affordable(out[-1]) != up):
             break
-        out.append(time_config(cfg.replace(**{"model.width": w}), data, steps=6, timer=timer))
+        out.append(time_config(cfg.replace(**{"model.width": w}), data, steps=6, timer=timer, own=own))
     return sorted(out, key=lambda c: c.width)

@@ -27,30 +27,35 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
+from torch import nn
 
 from coach.autopilot import plan as P
 from coach.autopilot.choose import choose, planned_passes, test_once
 from coach.autopilot.cost import Cost, choose_threads, ladder, measure_ladder, time_config
-from coach.autopilot.page import render_session
 from coach.autopilot.recipe import data_section, floor_lr, plain_recipe
 from coach.autopilot.session import EpochLines, Session, SessionInterrupted
 from coach.autopilot.trials import run_search
 from coach.babysit import check, diagnose_run, problems
 from coach.babysit.diagnose import chance_message, within_noise_of_chance
-from coach.config import Config, make_config
+from coach.config import Config, make_config, parse_duration
 from coach.data import Data, load_data
+from coach.data.memory import as_data, in_memory
+from coach.babysit.checks.controls import can_widen
+from coach.nn.own import Own, as_own
 from coach.errors import UserError
 from coach.fmt import seconds as duration_text, sig
 from coach.search.engine import SearchInterrupted
 from coach.search.halving import planned_epochs
 from coach.train import Run, fit
-from coach.train.loop import interrupt_flag
-from coach.train.run import write_json
+from coach.train.loop import interrupt_flag, pick_device
+from coach.train.run import TempDir, write_json
+from coach.autopilot.result import SessionResult
 
 CHECK_SHARE = 0.04  # of the budget, for the babysitter's checks
 COST_SHARE = 0.03  # at most, for timing the model sizes
@@ -59,19 +64,28 @@ REPORT_SECONDS = 3.5  # rendering the pages in a fresh process (matplotlib impor
 
 def open_session(data: str | None, budget: float, out: str | Path | None, resume: str | Path | None,
                  started: float | None, quiet: bool, options: dict[str, Any],
-                 seed: int = 0) -> tuple[Session, str, dict[str, Any], int]:
+                 seed: int = 0, own: Own | None = None) -> tuple[Session, str, dict[str, Any], int]:
+    """data: a name or path, or "arrays" for data held in memory (the caller passes them again
+    to resume). own: the user's model, likewise needed again to resume."""
     if resume is not None:
         out = Path(resume)
         if not (out / "state.json").exists():
             raise UserError(f"--resume {out}: not an autopilot session (no state.json)")
         prev = json.loads((out / "state.json").read_text())
+        if prev["data"] == "arrays" and data != "arrays":
+            raise UserError(f"--resume {out}: this session trained on data passed in memory; pass the same data again "
+                            "(coach.autopilot(data=..., resume=...))")
+        if prev.get("model") and own is None:
+            raise UserError(f"--resume {out}: this session trained your own model ({prev['model']}); pass it again "
+                            "(coach.autopilot(..., model=..., resume=...))")
         # the session keeps what it was started with: its data, budget and seed
         budget, data, options, seed = prev["budget"], prev["data"], prev.get("data_options", {}), prev.get("seed", seed)
     if not data:
         raise UserError("--data NAME|PATH is required (or --resume DIR)")
     if not budget or not math.isfinite(budget) or budget <= 0:
         raise UserError(f"--budget {budget}: give a positive duration, e.g. 90s, 3m, 1h")
-    data_section(str(data), options)  # an unknown name or a missing file: refused before any folder is made
+    if data != "arrays":
+        data_section(str(data), options)  # an unknown name or a missing file: refused before any folder is made
     out = Path(out) if out else Path("autopilot") / time.strftime(f"%Y%m%d-%H%M%S-{Path(str(data)).name}")
     if resume is None and (out / "state.json").exists():
         # a new session here would read the old one's stages and return its result as its own
@@ -80,23 +94,37 @@ def open_session(data: str | None, budget: float, out: str | Path | None, resume
     out.mkdir(parents=True, exist_ok=True)
     s = Session(out, budget, started, quiet=quiet)
     s.state["data"], s.state["data_options"], s.state["seed"] = data, options, seed
+    s.state["model"] = own.name if own is not None else None
     return s, str(data), options, seed
 
 
-def autopilot(data: str | None = None, budget: float = 1200.0, out: str | Path | None = None,
+def autopilot(data: str | Any = None, budget: float | str = 1200.0, out: str | Path | None = None,
               resume: str | Path | None = None, seed: int = 0, started: float | None = None,
-              quiet: bool = False, data_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train the best model the budget (seconds) affords on `data` (a dataset name, an .npz
-    file or a folder of images; `data_options`: other data.* settings, e.g. {"limit": 8000}).
-    `started`: when the clock began (time.time(); the CLI passes the process's start),
-    default now. Returns the result (also in OUT/result.json)."""
-    s, data, options, seed = open_session(data, budget, out, resume, started, quiet, dict(data_options or {}), seed)
+              quiet: bool = False, data_options: dict[str, Any] | None = None,
+              model: nn.Module | Callable[..., nn.Module] | None = None) -> SessionResult:
+    """Train the best model the budget (seconds) affords on `data`: a dataset name, an .npz
+    file or a folder of images, or data held in memory ((x, y) arrays or tensors, a dict, a
+    torch Dataset or DataLoader: coach.data.memory); `data_options`: other data.* settings,
+    e.g. {"limit": 8000}. model: your own nn.Module, or a function of hyperparameters that
+    builds one (`lambda width: MyNet(width)`: the cost stage sizes the width; coach.nn.own),
+    in place of coach's plain recipe model. `started`: when the clock began (time.time(); the
+    CLI passes the process's start), default now. Returns the result (also in OUT/result.json);
+    with data in memory and no `out`, the session lives in a temporary directory that
+    result.save(path) keeps."""
+    budget = parse_duration(budget) if isinstance(budget, str) else budget  # "30s", "20m" as on the command line
+    own = as_own(model)
+    held = data if in_memory(data) and not isinstance(data, (str, os.PathLike)) else None
+    keep = TempDir("coach-autopilot-") if held is not None and out is None and resume is None else None
+    if keep is not None:
+        out = keep.path
+    s, name, options, seed = open_session("arrays" if held is not None else data, budget, out, resume, started,
+                                          quiet, dict(data_options or {}), seed, own)
     threads = torch.get_num_threads()
     try:
         with interrupt_flag() as interrupted:  # Ctrl-C: the running stage stops at a step, then the session
             s.interrupted = interrupted
             s.show_bar()
-            return run_stages(s, data, options, seed)
+            return SessionResult(run_stages(s, name, options, seed, own, held), keep=keep)
     except SearchInterrupted:
         raise SessionInterrupted("search") from None
     finally:
@@ -104,10 +132,14 @@ def autopilot(data: str | None = None, budget: float = 1200.0, out: str | Path |
         torch.set_num_threads(threads)  # the cost stage may have chosen fewer for this session
 
 
-def run_stages(s: Session, data: str, options: dict[str, Any], seed: int) -> dict[str, Any]:
-    data_cfg = data_section(data, options)
-    loaded = load_data(make_config({"data": data_cfg}).data)
-    floor, why = plain_recipe(data_cfg, loaded, seed)
+def run_stages(s: Session, data: str, options: dict[str, Any], seed: int, own: Own | None = None,
+               held: Any = None) -> dict[str, Any]:
+    data_cfg = {"name": "arrays", **options} if held is not None else data_section(data, options)
+    loaded = as_data(held, make_config({"data": data_cfg}))[0] if held is not None else \
+        load_data(make_config({"data": data_cfg}).data)
+    floor, why = plain_recipe(data_cfg, loaded, seed, own)
+    if own is not None:
+        own.honoured(floor)
     spe = P.steps_per_epoch(len(loaded.train), floor.train.batch_size)
     sizing = P.Sizing(spe, len(loaded.val))
     target, minimum, epochs_why = P.epochs_needed(len(loaded.train), floor.train.batch_size)
@@ -121,10 +153,10 @@ def run_stages(s: Session, data: str, options: dict[str, Any], seed: int) -> dic
 
     # 2-3. the cost model and the model size ---------------------------------------------
     if not s.done("cost"):
-        threads, timed, known = choose_threads(floor, loaded)
+        threads, timed, known = choose_threads(floor, loaded, own=own)
         training = training_seconds(s, reserve=finish_seconds(s, None, loaded)) - CHECK_SHARE * s.budget
         plain_w = floor.model.width
-        plain = known or time_config(floor, loaded)
+        plain = known or time_config(floor, loaded, own=own)
         bound = P.compute_bound(training, sizing.epoch(plain))
         # compute-bound: every second trains, at the plain width unless it would get under the minimum
         # epochs (then narrower sizes are timed); otherwise the final's share leaves room for a search
@@ -132,7 +164,9 @@ def run_stages(s: Session, data: str, options: dict[str, Any], seed: int) -> dic
         seconds = training if bound else (1 - P.SEARCH_SHARE) * training
         costs = measure_ladder(floor, loaded, lambda c: (target if c.width >= plain_w else minimum) * sizing.epoch(c)
                                <= seconds, COST_SHARE * s.budget, known=plain,
-                               up=not bound or minimum * sizing.epoch(plain) <= seconds)
+                               up=not bound or minimum * sizing.epoch(plain) <= seconds, own=own,
+                               # your own module has one size, unless its factory takes a width
+                               widths=None if can_widen(own) else (plain_w,))
         pick, size_why = P.choose_width(costs, seconds, target, minimum, sizing, len(loaded.train), plain_w)
         regime = (f"compute-bound: the plain width gets {training / sizing.epoch(plain):.1f} epochs in the "
                   f"{training:.0f}s for training, under the lectures' {P.TARGET_EPOCHS}, so every "
@@ -152,16 +186,12 @@ def run_stages(s: Session, data: str, options: dict[str, Any], seed: int) -> dic
     # 4. the babysitter's checks ---------------------------------------------------------
     if not s.done("check"):
         share = CHECK_SHARE * s.budget
-        # the checks on the chosen model when their shortest version fits their share; else on the
-        # cheapest size timed (they check the data and the setup, which do not depend on width)
-        fits = lambda c: P.CHECK_STEP_FACTOR * P.MIN_PROBE_STEPS * c.step <= share  # noqa: E731
-        checked = cost if fits(cost) else min(
-            [Cost(**c) for c in s.done("cost")["costs"]] + [time_config(base.replace(**{"model.width": min(ladder(
-                loaded.kind))}), loaded, steps=4)], key=lambda c: c.step)
+        checked = check_cost(base, loaded, cost, [Cost(**c) for c in s.done("cost")["costs"]], share,
+                             pick_device(base.train.device).type, own)
         # without step 5's control models: their cost is not bounded by the share, and the autopilot
         # acts only on the fatal findings (labels, gradients) and the LR probe
         result = check(base.replace(**{"model.width": checked.width}), loaded, **P.check_steps(share, checked.step),
-                       controls=False)
+                       controls=False, model=own)
         write_json(s.out / "check.json", result.to_dict())
         fatal = [f for f in result.findings if f.severity == "error" and f.code in
                  ("label_problem", "gradient_check_failed")]
@@ -184,7 +214,7 @@ def run_stages(s: Session, data: str, options: dict[str, Any], seed: int) -> dic
             if not s.done("cost")["compute_bound"] else P.no_search(loaded.kind, "compute-bound: every second trains")
         info: dict[str, Any] = {"plan": plan.to_dict(), "decision": plan.why, "winner": None, "planned": plan.seconds}
         if plan.dims:
-            info.update(run_search(s, plan, base, loaded, cost, epoch_s, seed))
+            info.update(run_search(s, plan, base, loaded, cost, epoch_s, seed, own))
         s.record("search", info)
     sd = s.done("search")
     winner = sd["winner"]
@@ -205,7 +235,7 @@ def run_stages(s: Session, data: str, options: dict[str, Any], seed: int) -> dic
         short = (f"only {duration_text(max(left, 0))} were left for the final training (under one epoch, "
                  f"{duration_text(sizing.epoch(cost))}): it trained for what was left, never under 1 s; "
                  if left < sizing.epoch(cost) else "")
-        run = train_final(s, final_cfg, loaded, final_dir, cost, sizing, winner, bool(sd.get("runner_up")))
+        run = train_final(s, final_cfg, loaded, final_dir, cost, sizing, winner, bool(sd.get("runner_up")), own)
         if run.summary["status"] == "interrupted":
             raise SessionInterrupted("final training")
         sm = run.summary
@@ -226,9 +256,28 @@ def run_stages(s: Session, data: str, options: dict[str, Any], seed: int) -> dic
         seconds = max(s.left() - REPORT_SECONDS - planned_passes(final_cfg, loaded, True, bool(runner_up))[1]
                       * cost.eval_example, 0.0)
         s.record("choose", {**choose(final_dir, loaded, cost.eval_example, seconds,
-                                     Path(runner_up) if runner_up else None, s.out / "val-predictions.npz"),
+                                     Path(runner_up) if runner_up else None, s.out / "val-predictions.npz",
+                                     own.net(final_cfg, loaded.input_shape, loaded.num_classes) if own else None),
                             "planned": seconds})
     return finish(s, final_dir, loaded)
+
+
+def check_cost(cfg: Config, data: Data, cost: Cost, timed: list[Cost], share: float, device: str,
+               own: Own | None = None, measure: Callable[..., Cost] = time_config) -> Cost:
+    """The model the checks run on and what its training step costs where they run. The checks
+    take the chosen width when their shortest version fits their share, else the cheapest size
+    (they check the data and the setup, which do not depend on width). coach check trains its
+    small models on the CPU whatever the training device, so on a GPU the sizes are timed on the
+    CPU: priced by the GPU's step, a 60 s session's checks planned 2 s and ran over 90 s."""
+    fits = lambda c: P.CHECK_STEP_FACTOR * P.MIN_PROBE_STEPS * c.step <= share  # noqa: E731
+    smallest = min(ladder(data.kind))
+    if device == "cpu":
+        return cost if fits(cost) else min(
+            timed + [measure(cfg.replace(**{"model.width": smallest}), data, steps=4, own=own)], key=lambda c: c.step)
+    cpu = cfg.replace(**{"train.device": "cpu"})
+    chosen = measure(cpu.replace(**{"model.width": cost.width}), data, steps=4, own=own)
+    return chosen if fits(chosen) else min(
+        [chosen, measure(cpu.replace(**{"model.width": smallest}), data, steps=4, own=own)], key=lambda c: c.step)
 
 
 def threads_why(threads: int, timed: dict[int, float]) -> str:
@@ -255,10 +304,10 @@ def finish_seconds(s: Session, cost: Cost | None, data: Data, cfg: Config | None
 
 
 def train_final(s: Session, cfg: Config, data: Data, final_dir: Path, cost: Cost, sizing: P.Sizing,
-                winner: dict[str, Any] | None, runner_up: bool) -> Run:
+                winner: dict[str, Any] | None, runner_up: bool, own: Own | None = None) -> Run:
     cut = (final_dir / "summary.json").exists() and Run.open(final_dir).summary.get("status") == "interrupted"
     if (final_dir / "checkpoints" / "last.pt").exists() and (cut or not (final_dir / "summary.json").exists()):
-        return fit(resume=final_dir, data=data, callbacks=[EpochLines(s)])
+        return fit(resume=final_dir, data=data, callbacks=[EpochLines(s)], model=own)
     # Polyak averaging pays on long runs; on a few epochs its window would hold the early, poor
     # weights, and validating it would double the validation time
     long = training_seconds(s, finish_seconds(s, cost, data, cfg)) >= P.TARGET_EPOCHS * sizing.epoch(cost)
@@ -272,7 +321,8 @@ def train_final(s: Session, cfg: Config, data: Data, final_dir: Path, cost: Cost
                          "train.time_budget": 0.99 * seconds,
                          "train.fit_to_budget": True, "train.monitor_every": 50,
                          "train.eval_every": sizing.eval_every(cost)})
-    model = Run.open(winner["run_dir"]).load_model("final") if winner else None
+    template = own.net(cfg, data.input_shape, data.num_classes) if own is not None else None
+    model = Run.open(winner["run_dir"]).load_model("final", model=template).train() if winner else own
     return fit(cfg, run_dir=final_dir, data=data, model=model, callbacks=[EpochLines(s)])
 
 
@@ -297,6 +347,7 @@ def finish(s: Session, final_dir: Path | None, data: Data, stopped: str | None =
         if result.get("failed"):
             result["stopped"] = result["failed"]
         result["model_dir"] = str(final_dir)
+    from coach.autopilot.page import render_session  # matplotlib: imported when a page is drawn
     result["report"] = str(render_session(s))
     result["time"] = s.elapsed()
     write_json(s.out / "result.json", result)

@@ -9,6 +9,7 @@ from coach.autopilot import plan as P
 from coach.config import Config, make_config
 from coach.data import Data
 from coach.errors import UserError
+from coach.nn.own import Own
 
 KNOWN = ("fashion-mnist", "mnist", "mnist1d", "digits", "cifar10")
 PLAIN_LR = 3e-3
@@ -46,8 +47,10 @@ def folder_image_size(root: Path, default: int = 32, sample: int = 64) -> list[i
     return [min(mid(heights), default), min(mid(widths), default)]
 
 
-def plain_recipe(data_cfg: dict[str, Any], data: Data, seed: int = 0) -> tuple[Config, str]:
-    """The floor: the lectures' defaults for this shape of data, one-cycle to be sized to the time."""
+def plain_recipe(data_cfg: dict[str, Any], data: Data, seed: int = 0, own: Own | None = None) -> tuple[Config, str]:
+    """The floor: the lectures' defaults for this shape of data, one-cycle to be sized to the time.
+    own: the user's module or factory (coach.nn.own) takes the place of coach's model; a factory
+    that takes a width gets the plain recipe's width to start from."""
     kind, shape = data.kind, data.input_shape
     if kind == "vector":
         model, why = {"name": "mlp", "width": 256, "depth": 2}, "flat vectors: an MLP"
@@ -59,12 +62,17 @@ def plain_recipe(data_cfg: dict[str, Any], data: Data, seed: int = 0) -> tuple[C
     augment: dict[str, Any] = {}
     aug_why = ("no augmentation: whether " + " or ".join(k for k in P.augmentations(kind, shape) if k != "none")
                + " help is for validation to say" if len(P.augmentations(kind, shape)) > 1 else "no augmentation")
+    init = "Kaiming init with batch norm"
+    if own is not None:
+        why = f"your {own.name}" + (" (built at each width the budget affords)" if "model.width" in own.searchable
+                                     else "")
+        model, init = {"name": "module", "width": model["width"]}, "your module's own initialization"
     cfg = make_config({"seed": seed, "data": {**data_cfg, "preprocess": "standardize"},
                        "model": {**model, "activation": "relu", "init": "kaiming", "norm": "batch"},
                        "optim": {"name": "adamw", "lr": PLAIN_LR, "weight_decay": 1e-4},
                        "schedule": {"name": "onecycle"}, "augment": augment,
                        "train": {"epochs": 10, "batch_size": 128, "progress": False, "monitor_every": 0}})
-    return cfg, (f"{why}; inputs standardized per channel, Kaiming init with batch norm, AdamW at {PLAIN_LR:g} with a "
+    return cfg, (f"{why}; inputs standardized per channel, {init}, AdamW at {PLAIN_LR:g} with a "
                  f"one-cycle schedule sized to the time; {aug_why}. This plain recipe is the floor: the autopilot "
                  "departs from it only on validation evidence")
 

@@ -13,6 +13,7 @@ from coach.autopilot.cost import Cost
 from coach.autopilot.session import Session
 from coach.config import Config
 from coach.data import Data
+from coach.nn.own import Own
 from coach.evaluate import predict_proba, scores
 from coach.fmt import seconds, sig
 from coach.search.halving import ARMS_PER_RUNG, halving
@@ -21,7 +22,7 @@ from coach.train import Run
 
 
 def run_search(s: Session, plan: P.SearchPlan, base: Config, loaded: Data, cost: Cost, epoch_s: float,
-               seed: int) -> dict[str, Any]:
+               seed: int, own: Own | None = None) -> dict[str, Any]:
     """The plain recipe's trunk, its curves read, then the regularization rungs it calls for."""
     rungs, labels = make_rungs(plan, base, loaded.kind, loaded.input_shape, seed)
     evidence: dict[str, Any] = {}
@@ -47,7 +48,7 @@ def run_search(s: Session, plan: P.SearchPlan, base: Config, loaded: Data, cost:
                       value=lambda run, cfg: arm_value(run, cfg, loaded), labels=[[{}]] + labels,
                       space=plan.space, keep_going=keep_going, settings=settings,
                       prior=lambda k, arm, rung: regularizer_prior(rungs[k - 1][arm], evidence),
-                      deadline=time.time() + 1.25 * plan.seconds, on_trial=lambda r: s.say(trial_line(r)))
+                      deadline=time.time() + 1.25 * plan.seconds, on_trial=lambda r: s.say(trial_line(r)), own=own)
     return search_outcome(summary, plan, evidence)
 
 

@@ -14,10 +14,10 @@ import torch
 
 from coach.data import Data, load_data
 from coach.errors import UserError
-from coach.evaluate.predict import ensemble, predict_proba, recompute_bn, scores
+from coach.evaluate.predict import ensemble, has_batchnorm, predict_proba, recompute_bn, scores
 from coach.evaluate.tta import check_mode
 from coach.train import checkpoint as ckpt
-from coach.train.run import Run, read_safetensors, rebuild_model, write_json
+from coach.train.run import Run, read_safetensors, write_json
 
 
 def _data_key(run: Run) -> tuple[Any, ...]:
@@ -37,7 +37,7 @@ def check_compatible(runs: list[Run]) -> None:
 def snapshot_models(run: Run) -> list[torch.nn.Module]:
     folder = run.dir / "checkpoints" / "snapshots"
     paths = sorted(folder.glob("snapshot-*.pt"), key=lambda p: int(p.stem.split("-")[1])) if folder.exists() else []
-    return [rebuild_model(run.config, run.spec, ckpt.load(p)["model"]) for p in paths]
+    return [run.rebuild(ckpt.load(p)["model"]) for p in paths]
 
 
 def evaluate_runs(run_dirs: list[str | Path], tta: str = "none", use_ensemble: bool = False, split: str = "val",
@@ -68,8 +68,9 @@ def evaluate_runs(run_dirs: list[str | Path], tta: str = "none", use_ensemble: b
         members.append(add(f"{tag} (best weights)", run.load_model("best")))
         ema_path = run.dir / "weights" / "ema.safetensors"
         if ema_path.exists():
-            ema = recompute_bn(rebuild_model(run.config, run.spec, read_safetensors(ema_path)), data.train.x)
-            add(f"{tag} (EMA weights, BN recomputed)", ema)
+            ema = run.rebuild(read_safetensors(ema_path))
+            recomputed = has_batchnorm(ema)  # an exported program (coach.nn.own) has no modules to recompute
+            add(f"{tag} (EMA weights{', BN recomputed' if recomputed else ''})", recompute_bn(ema, data.train.x))
         snaps = snapshot_models(run)
         if len(snaps) > 1:
             probs = ensemble(predict_proba(m, target.x, "none", pad, device=device) for m in snaps)

@@ -13,6 +13,7 @@ feature extractor -> linear head. The head can be replaced for a new class count
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Callable
 
@@ -32,7 +33,9 @@ class CoachModel(nn.Module):
 
     def __init__(self, features: nn.Module, feature_dim: int, num_classes: int, preprocess: nn.Module | None = None):
         super().__init__()
-        self.preprocess = preprocess if preprocess is not None else nn.Identity()
+        # a copy: the data's fitted preprocessing is shared by every model built on them, and moving
+        # one model to a GPU moves its modules in place (the autopilot's next model, on the CPU, broke)
+        self.preprocess = copy.deepcopy(preprocess) if preprocess is not None else nn.Identity()
         self.features = features
         self.feature_dim = feature_dim
         self.head = nn.Linear(feature_dim, num_classes)

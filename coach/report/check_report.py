@@ -18,7 +18,8 @@ def render_check(folder: str | Path) -> Path:
     check = json.loads((d / "check.json").read_text())
     cfg = check.get("config", {})
     steps = check["steps"]
-    title = f"coach check: {cfg.get('data', {}).get('name', '')}, {cfg.get('model', {}).get('name', '')}"
+    model = cfg.get("model", {}).get("name", "")
+    title = f"coach check: {cfg.get('data', {}).get('name', '')}, {'your module' if model == 'module' else model}"
     acts = {layer["name"]: {"mean": layer["mean"], "std": layer["std"], "hist": layer["hist"],
                             "range": layer["hist_range"]} for layer in steps.get("init", [])}
     parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Findings</h2>", findings_html(check["findings"]),

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from coach.babysit.findings import Finding  # noqa: E402
 
-__all__ = ["STYLE", "figure_uri", "findings_html", "img", "plt"]
+__all__ = ["STYLE", "figure_uri", "findings_html", "img", "inline", "plt"]
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -46,6 +46,13 @@ def findings_html(findings: list[Finding] | list[dict[str, Any]]) -> str:
                    f'({f["severity"]}): {html.escape(f["message"])}'
                    f'<div class="advice">&rarr; {html.escape(f["advice"])}</div></div>')
     return "\n".join(out)
+
+
+def inline(page: str, height: int = 720) -> str:
+    """A whole page as a notebook shows it (`_repr_html_`): in an iframe of its own, so the page's
+    style cannot leak into the notebook's, and the notebook's into the page."""
+    return (f'<iframe srcdoc="{html.escape(page, quote=True)}" style="width:100%;height:{height}px;border:1px '
+            'solid #ddd"></iframe>')
 
 
 def img(uri: str | None, alt: str) -> str:

@@ -163,7 +163,7 @@ def render_run(run_dir: str | Path) -> Path:
         head = f"<p class='failed'><b>This model learned nothing usable</b>: {html.escape(text)}</p>" + head
     cfg = run.config
     title = f"coach watch: {run.spec.get('watched')}" if s.get("watched") else \
-        f"coach run: {cfg.data.name}, {cfg.model.name}"
+        f"coach run: {cfg.data.name}, {run.spec.get('module') or cfg.model.name}"
     parts = [f"<h1>{html.escape(title)}</h1>", head, "<h2>Findings</h2>",
              findings_html(findings), "<h2>Curves</h2><div class='grid'>",
              img(plot_loss(steps), "loss"), img(plot_accuracy(evals), "accuracy"), img(plot_lr(steps), "lr"),

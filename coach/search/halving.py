@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from coach.config import Config, save_config
 from coach.data import Data
+from coach.nn.own import Own
 from coach.search.engine import SearchInterrupted, TrialGuard
 from coach.train import Run, fit
 from coach.train.run import write_json
@@ -64,19 +65,21 @@ class ContinuationGuard(TrialGuard):
 
 
 def train_for(cfg: Config, run_dir: Path, data: Data, seconds: float, epoch_seconds: float,
-              parent: Path | None = None) -> Run:
+              parent: Path | None = None, own: Own | None = None) -> Run:
     """Train cfg for `seconds` with the schedule fitted to them, from the weights of run `parent`
-    when given; a run that already finished is read back, a half-finished one resumed."""
+    when given; a run that already finished is read back, a half-finished one resumed.
+    own: the user's module or factory (coach.nn.own) the trials train."""
     if (run_dir / "summary.json").exists() and Run.open(run_dir).summary.get("status") != "interrupted":
         return Run.open(run_dir)
     guard = lambda c: [ContinuationGuard(None, c.train.monitor, report=False)]  # noqa: E731
     if (run_dir / "checkpoints" / "last.pt").exists():
         resumed = Run.open(run_dir).config
-        return fit(resume=run_dir, data=data, callbacks=guard(resumed))
+        return fit(resume=run_dir, data=data, callbacks=guard(resumed), model=own)
     cfg = cfg.replace(**{"train.time_budget": max(seconds, 1.0), "train.fit_to_budget": True,
                          "train.epochs": planned_epochs(seconds, epoch_seconds), "train.progress": False,
                          "train.max_rollbacks": 0, "train.max_nonfinite": 1})
-    model = Run.open(parent).load_model("final") if parent is not None else None
+    template = own.net(cfg, data.input_shape, data.num_classes) if own is not None else None
+    model = Run.open(parent).load_model("final", model=template).train() if parent is not None else own
     return fit(cfg, run_dir=run_dir, data=data, model=model, callbacks=guard(cfg))
 
 
@@ -90,7 +93,7 @@ def halving(base: Config, rungs: list[list[dict[str, Any]]], data: Data, sweep_d
             space: dict[str, str] | None = None, deadline: float | None = None,
             on_trial: OnTrial | None = None,
             keep_going: Callable[[int, dict[int, dict[str, Any]]], bool] | None = None,
-            settings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+            settings: list[dict[str, Any]] | None = None, own: Own | None = None) -> dict[str, Any]:
     """Run (or resume) the search. `rungs[k]`: the options of rung k's dimension, as config
     overrides; option 0 changes nothing (the incumbent). `seconds[k]`: what each arm of rung k
     trains. `margin`: the incumbent's advantage, or a function of its value (a standard
@@ -126,7 +129,7 @@ def halving(base: Config, rungs: list[list[dict[str, Any]]], data: Data, sweep_d
                 cfg = base.replace(**{**incumbent, **option, **(settings[k] if settings else {})})
                 run_dir = sweep / "trials" / f"rung-{k}" / f"arm-{i}"
                 run = train_for(cfg, run_dir, data, seconds[k] if left is None else min(seconds[k], left),
-                                epoch_seconds, parent)
+                                epoch_seconds, parent, own)
                 s = run.summary
                 if s["status"] == "interrupted":  # Ctrl-C: not a result; the arm resumes from its checkpoint
                     state["elapsed"] = time.time() - start

@@ -7,32 +7,59 @@ Events, in the order the fit loop calls them:
   on_eval_end(t, logs)              logs: + train_loss, train_acc, val_loss, val_acc, time
   on_train_end(t, logs)
 
-`t` is the Trainer. A callback stops training by setting t.stop_reason. Anything
-stateful has state_dict()/load_state_dict(), so checkpoints hold it.
+`t` is the loop that runs the callback (`Loop`: what a callback may read and call; coach's
+Trainer is one). A callback stops training by setting t.stop_reason. Anything stateful has
+state_dict()/load_state_dict(), so checkpoints hold it.
 """
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
+from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from coach.config import Config
+from coach.data import Data, Split
 from coach.fmt import interactive, seconds, sig
 from coach.optim import cycle_end
 
-if TYPE_CHECKING:
-    from coach.train.loop import Trainer
+
+class Loop(Protocol):
+    """What a callback sees of the loop that runs it (coach's Trainer is one); the callbacks
+    depend on this, not on the Trainer."""
+
+    cfg: Config
+    run_dir: Path
+    data: Data
+    train_split: Split
+    raw_model: nn.Module  # the model itself (model: the one the loop calls, DDP-wrapped or not)
+    model: nn.Module
+    callbacks: list["Callback"]
+    history: list[dict[str, Any]]
+    step: int
+    total_steps: int
+    per_epoch: int
+    world: int
+    eval_seconds: float
+    stop_reason: str | None
+
+    def elapsed(self) -> float: ...
+    def evaluate(self, model: nn.Module, split: Split) -> dict[str, float]: ...
+    def save_best(self, logs: dict[str, Any]) -> None: ...
+    def save_snapshot(self) -> None: ...
+    def unscale_gradients(self) -> None: ...
 
 
 class Callback:
-    def on_train_begin(self, t: "Trainer") -> None: ...
-    def on_before_optimizer_step(self, t: "Trainer") -> None: ...
-    def on_step_end(self, t: "Trainer", logs: dict[str, Any]) -> None: ...
-    def on_eval_end(self, t: "Trainer", logs: dict[str, Any]) -> None: ...
-    def on_train_end(self, t: "Trainer", logs: dict[str, Any]) -> None: ...
+    def on_train_begin(self, t: Loop) -> None: ...
+    def on_before_optimizer_step(self, t: Loop) -> None: ...
+    def on_step_end(self, t: Loop, logs: dict[str, Any]) -> None: ...
+    def on_eval_end(self, t: Loop, logs: dict[str, Any]) -> None: ...
+    def on_train_end(self, t: Loop, logs: dict[str, Any]) -> None: ...
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -40,7 +67,7 @@ class Callback:
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-def epoch_line(t: "Trainer", logs: dict[str, Any]) -> str:
+def epoch_line(t: Loop, logs: dict[str, Any]) -> str:
     line = (f"epoch {sig(logs['epoch'])}/{sig(t.total_steps / t.per_epoch)}  train loss {sig(logs['train_loss'])} "
             f"acc {sig(logs['train_acc'])}  val loss {sig(logs['val_loss'])} acc {sig(logs['val_acc'])}")
     if "ema_val_acc" in logs:
@@ -57,25 +84,25 @@ class ProgressBar(Callback):
         self.want_bar = interactive() if bar is None else bar
         self.bar = None
 
-    def on_train_begin(self, t: "Trainer") -> None:
+    def on_train_begin(self, t: Loop) -> None:
         if self.want_bar:
             from tqdm.auto import tqdm
             self.bar = tqdm(total=t.total_steps, initial=t.step, unit="step", dynamic_ncols=True, leave=False)
 
-    def on_step_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+    def on_step_end(self, t: Loop, logs: dict[str, Any]) -> None:
         if self.bar is not None:
             self.bar.total = t.total_steps  # a time budget may have re-planned it
             self.bar.update(1)
             if t.step % 20 == 0:
                 self.bar.set_postfix(loss=sig(logs["loss"]), lr=sig(logs["lr"]), refresh=False)
 
-    def on_eval_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+    def on_eval_end(self, t: Loop, logs: dict[str, Any]) -> None:
         if self.bar is not None:
             self.bar.write(epoch_line(t, logs))
         else:
             print(epoch_line(t, logs), flush=True)
 
-    def on_train_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+    def on_train_end(self, t: Loop, logs: dict[str, Any]) -> None:
         if self.bar is not None:
             self.bar.close()
 
@@ -89,7 +116,7 @@ class MetricsLog(Callback):
         self.path, self.every = Path(path), every
         self.file = None
 
-    def on_train_begin(self, t: "Trainer") -> None:
+    def on_train_begin(self, t: Loop) -> None:
         if self.path.exists():
             kept = [ln for ln in self.path.read_text().splitlines() if (r := _record(ln)) and r["step"] <= t.step]
             self.path.write_text("".join(ln + "\n" for ln in kept))
@@ -99,14 +126,14 @@ class MetricsLog(Callback):
         assert self.file is not None
         self.file.write(json.dumps(record) + "\n")
 
-    def on_step_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+    def on_step_end(self, t: Loop, logs: dict[str, Any]) -> None:
         if t.step % self.every == 0:
             self._write({"type": "step", **logs})
 
-    def on_eval_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+    def on_eval_end(self, t: Loop, logs: dict[str, Any]) -> None:
         self._write({"type": "eval", **logs})
 
-    def on_train_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+    def on_train_end(self, t: Loop, logs: dict[str, Any]) -> None:
         if self.file is not None:
             self.file.close()
 
@@ -133,7 +160,7 @@ class EarlyStopping(Callback):
         self.best: float | None = None
         self.bad = 0
 
-    def on_eval_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+    def on_eval_end(self, t: Loop, logs: dict[str, Any]) -> None:
         value = logs[self.monitor]
         if improved(value, self.best, self.mode, self.min_delta):
             self.best, self.bad = value, 0
@@ -157,7 +184,7 @@ class KeepBest(Callback):
         self.best: float | None = None
         self.best_step: int | None = None
 
-    def on_eval_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+    def on_eval_end(self, t: Loop, logs: dict[str, Any]) -> None:
         if improved(logs[self.monitor], self.best, self.mode):
             self.best, self.best_step = logs[self.monitor], t.step
             t.save_best(logs)
@@ -175,7 +202,7 @@ class GradClip(Callback):
     def __init__(self, max_norm: float):
         self.max_norm = max_norm
 
-    def on_before_optimizer_step(self, t: "Trainer") -> None:
+    def on_before_optimizer_step(self, t: Loop) -> None:
         t.unscale_gradients()
         torch.nn.utils.clip_grad_norm_(t.model.parameters(), self.max_norm)
 
@@ -189,16 +216,16 @@ class EMA(Callback):
         self.averaged: AveragedModel | None = None
         self._pending: dict[str, Any] | None = None
 
-    def on_train_begin(self, t: "Trainer") -> None:
+    def on_train_begin(self, t: Loop) -> None:
         self.averaged = AveragedModel(t.raw_model, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
         if self._pending is not None:
             self.averaged.load_state_dict(self._pending)
 
-    def on_step_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+    def on_step_end(self, t: Loop, logs: dict[str, Any]) -> None:
         assert self.averaged is not None
         self.averaged.update_parameters(t.raw_model)
 
-    def on_eval_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+    def on_eval_end(self, t: Loop, logs: dict[str, Any]) -> None:
         assert self.averaged is not None
         ema = t.evaluate(self.averaged.module, t.data.val)
         logs["ema_val_loss"], logs["ema_val_acc"] = ema["loss"], ema["acc"]
@@ -231,22 +258,22 @@ class TimeBudget(Callback):
         self.total: int | None = None
         self.planned = 0
 
-    def on_train_begin(self, t: "Trainer") -> None:
+    def on_train_begin(self, t: Loop) -> None:
         self.planned = t.total_steps  # from the config, on a resume too
         if self.total is not None:  # resumed: keep the fitted horizon
             t.total_steps = min(t.total_steps, self.total)
 
-    def on_step_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+    def on_step_end(self, t: Loop, logs: dict[str, Any]) -> None:
         # the run ends within its budget, the closing validation included (its cost as last measured)
         if t.elapsed() + t.eval_seconds >= self.seconds:
             t.stop_reason = f"time budget of {self.seconds:.0f}s used"
         elif not t.history and t.step >= 8 and t.step & (t.step - 1) == 0:
             self.replan(t, margin=0.9)  # no validation yet: its cost is unknown, plan short
 
-    def on_eval_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+    def on_eval_end(self, t: Loop, logs: dict[str, Any]) -> None:
         self.replan(t, margin=0.98)  # 2% margin for the end
 
-    def replan(self, t: "Trainer", margin: float) -> None:
+    def replan(self, t: Loop, margin: float) -> None:
         used = t.elapsed()
         if not self.fit or t.world > 1 or t.step == 0 or used <= 0:
             return
@@ -266,7 +293,7 @@ class StepClock(Callback):
     def __init__(self) -> None:
         self.times: list[float] = []
 
-    def on_step_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+    def on_step_end(self, t: Loop, logs: dict[str, Any]) -> None:
         self.times.append(time.perf_counter())
 
     def gaps(self, skip: int = 0) -> list[float]:
@@ -278,7 +305,7 @@ class Snapshots(Callback):
     """Snapshot ensembles (Huang et al. 2017): save the weights at the end of every cosine
     cycle of schedule.name=cyclic, into checkpoints/snapshots/."""
 
-    def on_step_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+    def on_step_end(self, t: Loop, logs: dict[str, Any]) -> None:
         if cycle_end(t.cfg.schedule, t.step - 1, t.total_steps):
             t.save_snapshot()
 

@@ -10,6 +10,7 @@ for bit on the same machine.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import signal
@@ -28,6 +29,7 @@ from coach.data.memory import as_data, in_memory
 from coach.data.augment import Augment
 from coach.errors import UserError
 from coach.nn.models import CoachModel, build_model
+from coach.nn.own import OwnModel, as_own, export_model
 from coach.nn.sync_batchnorm import sync_batchnorm
 from coach.optim import Plateau, build_optimizer, lr_factor, penalty, split_decay
 from coach.train import checkpoint as ckpt
@@ -35,7 +37,8 @@ from coach.train.callbacks import (EMA, Callback, EarlyStopping, GradClip, KeepB
                                    Snapshots, TimeBudget, Timer)
 from coach.train.losses import make_loss, mixed
 from coach.train.monitors import Monitor
-from coach.train.run import (Run, default_run_dir, model_spec, save_predictions, save_safetensors, versions,
+from coach.train.tensorboard import TensorBoard
+from coach.train.run import (Run, TempDir, default_run_dir, model_spec, save_predictions, save_safetensors, versions,
                              write_json)
 
 
@@ -424,6 +427,8 @@ def default_callbacks(cfg: Config, run_dir: Path, rank: int = 0) -> list[Callbac
             cbs.append(ProgressBar())
         if t.snapshots:
             cbs.append(Snapshots())
+        if t.tensorboard:  # after Monitor: it writes the monitor's records of the same step
+            cbs.append(TensorBoard(run_dir, t.log_every))
     if t.early_stopping:
         cbs.append(EarlyStopping(t.monitor, t.mode, t.early_stopping))
     if t.time_budget:
@@ -442,17 +447,26 @@ def _init_distributed() -> None:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def fit(config: Config | None = None, run_dir: str | Path | None = None, resume: str | Path | None = None,
-        data: Data | Any = None, callbacks: list[Callback] | None = None, model: CoachModel | None = None,
-        groups: list[dict[str, Any]] | None = None, default_callbacks: bool = True) -> Run:
+def fit(config: Config | nn.Module | Any = None, data: Data | Any = None, *, run_dir: str | Path | None = None,
+        resume: str | Path | None = None, callbacks: list[Callback] | None = None, model: nn.Module | Any = None,
+        groups: list[dict[str, Any]] | None = None, default_callbacks: bool = True, **settings: Any) -> Run:
     """Train a model as the config says; returns the Run. resume: a run directory to continue.
     callbacks: added to the defaults (metrics log, best weights, and what the config asks for: grad
     clipping, EMA, early stopping, the time budget, snapshots); default_callbacks=False runs only
     `callbacks` (the config's clipping, EMA, budget... are then yours to add).
     data: a loaded Data, or data held in memory: (x, y) arrays or tensors, (x, y, x_test, y_test), a
     dict of those, a torch Dataset or DataLoader (see coach.data.memory); the run's config then
-    says data.name=arrays.
-    model/groups: a prebuilt model and its optimizer parameter groups (transfer learning)."""
+    says data.name=arrays, and unless run_dir is given the run lives in a temporary directory
+    (run.save(path) keeps it).
+    model: your own nn.Module (trained in place; coach's preprocessing goes in front of it in
+    run.model), a function of hyperparameters that builds one (coach.nn.own), or a prebuilt
+    coach model with `groups`, its optimizer parameter groups (transfer learning).
+    settings: config settings by short name (epochs=10, lr=3e-3: Config.set).
+    The notebook form: fit(my_module, (x, y), epochs=10), your module in place of the config."""
+    if isinstance(config, nn.Module) or (callable(config) and not isinstance(config, Config)):
+        if model is not None:
+            raise UserError("fit: a model was given twice (first argument and model=)")
+        model, config = config, None
     _init_distributed()
     if resume is not None:
         run_dir = Path(resume)
@@ -465,7 +479,16 @@ def fit(config: Config | None = None, run_dir: str | Path | None = None, resume:
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)
             resume = None
     cfg = config or Config()
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
+    if not isinstance(cfg, Config):
+        raise UserError(f"config: {type(cfg).__name__}; pass a coach.Config (coach.make_config, coach.load_config)")
+    cfg = cfg.set(**settings) if settings else cfg
+    own = as_own(model)
+    if own is not None:
+        own.honoured(cfg)
+        cfg = cfg.replace(**{"model.name": "module"})
+    keep = TempDir("coach-run-") if run_dir is None and resume is None and (in_memory(data) or own is not None) \
+        else None
+    run_dir = Path(run_dir) if run_dir is not None else keep.path if keep else default_run_dir(cfg)
     rank = dist.get_rank() if dist.is_initialized() else 0
     if dist.is_initialized():  # every rank writes nothing but must agree on the directory
         shared = [str(run_dir)]
@@ -476,16 +499,27 @@ def fit(config: Config | None = None, run_dir: str | Path | None = None, resume:
     if in_memory(data):  # arrays, tensors, a Dataset or DataLoader: same checks as a file
         data, cfg = as_data(data, cfg)
     data = data if data is not None else load_data(cfg.data, cfg.seed)
-    if model is None:
+    batch = data.train.x[:256]
+    if own is not None:  # an instance is trained in place (as Keras and Lightning do); a factory is called
+        model = own.build(cfg, data.input_shape, data.num_classes, data.preprocess, batch, copy_module=False)
+    elif model is None:
         model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.regularize, data.preprocess,
-                            batch=data.train.x[:256])
+                            batch=batch)
+    mine = isinstance(model, OwnModel)  # the user's module, wrapped (here, or by a search continuing a trial)
+    if mine and cfg.model.name != "module":
+        cfg = cfg.replace(**{"model.name": "module"})
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
-        write_json(run_dir / "model.json", model_spec(model, data.kind, data.classes, data.input_shape))
+        write_json(run_dir / "model.json", model_spec(model, data.kind, data.classes, data.input_shape,
+                                                      type(model.net).__name__ if mine else None))
     cbs = (_defaults(cfg, run_dir, rank) if default_callbacks else []) + list(callbacks or [])
     trainer = Trainer(cfg, data, model, run_dir, device, cbs, groups)
     if resume is not None:
         trainer.load_state_dict(ckpt.load(run_dir / "checkpoints" / "last.pt"))
     summary = trainer.run()
-    return Run(run_dir, summary, model=trainer.raw_model, data=data)
+    if mine and rank == 0:  # the architecture too, so predict works without the user's code
+        spec = json.loads((run_dir / "model.json").read_text())
+        why = export_model(trainer.raw_model, batch, run_dir / "model.pt2")
+        write_json(run_dir / "model.json", spec | {"exported": why is None, "export_error": why})
+    return Run(run_dir, summary, model=trainer.raw_model, data=data, keep=keep)

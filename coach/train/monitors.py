@@ -13,15 +13,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from coach.nn.init_report import activation_stats, gradient_histogram
-from coach.train.callbacks import Callback
-
-if TYPE_CHECKING:
-    from coach.train.loop import Trainer
+from coach.train.callbacks import Callback, Loop
 
 
 class LayerMonitor:
@@ -108,17 +105,17 @@ class Monitor(Callback):
     def records(self) -> list[dict[str, Any]]:
         return self.core.records if self.core is not None else []
 
-    def on_train_begin(self, t: "Trainer") -> None:
+    def on_train_begin(self, t: Loop) -> None:
         self.core = LayerMonitor(t.raw_model, t.train_split.x[: self.probe_size], self.path, self.every)
         self.core.open(t.step)
 
-    def on_before_optimizer_step(self, t: "Trainer") -> None:
+    def on_before_optimizer_step(self, t: Loop) -> None:
         self.core.before_update(t.step)
 
-    def on_step_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+    def on_step_end(self, t: Loop, logs: dict[str, Any]) -> None:
         record = self.core.after_update()
         if record is not None:
             self.core.write({"step": t.step, "loss": logs["loss"], "lr": logs["lr"], **record})
 
-    def on_train_end(self, t: "Trainer", logs: dict[str, Any]) -> None:
+    def on_train_end(self, t: Loop, logs: dict[str, Any]) -> None:
         self.core.close()

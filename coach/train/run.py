@@ -14,22 +14,28 @@
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
+import shutil
+import tempfile
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from coach.config import Config, load_config
 from coach.data.download import atomic_write_bytes
 from coach.data.preprocess import Preprocessor
 from coach.errors import UserError
 from coach.nn.models import CoachModel, build_model
+from coach.nn.own import OwnModel, load_exported
 
 
 def default_run_dir(cfg: Config, root: str | Path = "runs") -> Path:
@@ -78,11 +84,14 @@ def load_predictions(path: Path) -> dict[str, Any] | None:
         return {k: d[k] for k in d.files}
 
 
-def model_spec(model: CoachModel, kind: str, classes: list[str], input_shape: tuple[int, ...]) -> dict[str, Any]:
+def model_spec(model: CoachModel | OwnModel, kind: str, classes: list[str], input_shape: tuple[int, ...],
+               module: str | None = None) -> dict[str, Any]:
+    """module: the name of the user's own module or factory (coach.nn.own), None for coach's models."""
     pre = model.preprocess
-    return {"kind": kind, "classes": classes, "input_shape": list(input_shape), "num_classes": model.num_classes,
+    spec = {"kind": kind, "classes": classes, "input_shape": list(input_shape), "num_classes": model.num_classes,
             "preprocess": {"mode": getattr(pre, "mode", "none"),
                            "components": int(pre.proj.shape[1]) if getattr(pre, "mode", "") == "pca" else None}}
+    return spec | ({"module": module} if module else {})
 
 
 def versions() -> dict[str, str]:
@@ -90,14 +99,25 @@ def versions() -> dict[str, str]:
     return {"coach": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
+class TempDir:
+    """A temporary directory removed when the last object holding this goes (a run or session
+    trained on data in memory with no directory asked for: nothing stays on disk)."""
+
+    def __init__(self, prefix: str):
+        self.path = Path(tempfile.mkdtemp(prefix=prefix))
+        weakref.finalize(self, shutil.rmtree, str(self.path), True)
+
+
 @dataclass
 class Run:
-    """A finished (or interrupted) run, read from its directory."""
+    """A finished (or interrupted) run, read from its directory. keep: the TempDir the run lives
+    in when no directory was asked for (removed when the Run goes; run.save(path) keeps a copy)."""
 
     dir: Path
     summary: dict[str, Any] = field(default_factory=dict)
-    model: CoachModel | None = None  # set when the run was just trained in this process
+    model: nn.Module | None = None  # set when the run was just trained in this process
     data: Any = None
+    keep: TempDir | None = None
 
     @classmethod
     def open(cls, run_dir: str | Path) -> "Run":
@@ -106,6 +126,14 @@ class Run:
             raise UserError(f"{d}: not a coach run directory (no config.yaml)")
         summary = json.loads((d / "summary.json").read_text()) if (d / "summary.json").exists() else {}
         return cls(d, summary)
+
+    def save(self, path: str | Path) -> "Run":
+        """Copy the run directory to path (which must not exist); the Run of the copy."""
+        dest = Path(path)
+        if dest.exists():
+            raise UserError(f"{dest}: already exists; give a new directory to save the run in")
+        shutil.copytree(self.dir, dest)
+        return Run(dest, self.summary, self.model, self.data)
 
     @property
     def config(self) -> Config:
@@ -137,13 +165,47 @@ class Run:
                             "as a list of dicts)") from None
         return pd.DataFrame(self.history)
 
-    def load_model(self, which: str = "best") -> CoachModel:
-        """Rebuild the model from config + model.json and load weights/{which}.safetensors."""
+    def load_model(self, which: str = "best", model: nn.Module | None = None) -> nn.Module:
+        """The model with weights/{which}.safetensors, in eval mode. coach's models are rebuilt from
+        config + model.json; your own module (coach.nn.own) is the one trained in this process, else
+        `model` (a fresh instance of it), else its torch.export program (inference only)."""
         weights = self.dir / "weights" / f"{which}.safetensors"
         if not weights.exists():
             raise UserError(f"{weights}: no such weights; available: "
                             f"{sorted(p.stem for p in (self.dir / 'weights').glob('*.safetensors'))}")
-        return rebuild_model(self.config, self.spec, read_safetensors(weights))
+        return self.rebuild(read_safetensors(weights), model)
+
+    def rebuild(self, state: dict[str, torch.Tensor], model: nn.Module | None = None) -> nn.Module:
+        """This run's model with the weights in state (a state dict of the trained model)."""
+        spec = self.spec
+        if "module" not in spec:
+            return rebuild_model(self.config, spec, state)
+        if model is not None:
+            shape = tuple(spec["input_shape"])
+            pre = Preprocessor(spec["preprocess"]["mode"], shape, spec["preprocess"]["components"])
+            own = OwnModel(copy.deepcopy(model), spec["num_classes"], pre)
+        elif self.model is not None:
+            own = copy.deepcopy(self.model).cpu()
+        else:
+            own = load_exported(self.dir / "model.pt2", spec["num_classes"])
+        load_checked(own, state)
+        return own.eval()
+
+    @torch.no_grad()
+    def predict(self, x: Any, weights: str = "best") -> Any:
+        """Class probabilities (a numpy array, N x C) for raw inputs x (arrays or a tensor, shaped as
+        the training inputs), with the run's preprocessing, in batches, on the CPU."""
+        import numpy as np
+        model = self.load_model(weights)
+        xt = torch.as_tensor(np.asarray(x, dtype=np.float32) if not isinstance(x, torch.Tensor) else x).float()
+        shape = tuple(self.spec["input_shape"])
+        if tuple(xt.shape[1:]) != shape:
+            if xt.ndim == len(shape) and shape[0] == 1 and tuple(xt.shape[1:]) == shape[1:]:
+                xt = xt[:, None]  # channel-less images or signals, as the data layer accepts them
+            else:
+                raise UserError(f"predict: inputs of shape {tuple(xt.shape[1:])}; this model takes {shape}")
+        out = [torch.softmax(model(xt[i:i + 256]).float(), 1) for i in range(0, len(xt), 256)]
+        return torch.cat(out).numpy() if out else np.zeros((0, self.spec["num_classes"]), np.float32)
 
 
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
@@ -160,6 +222,12 @@ def rebuild_model(cfg: Config, spec: dict[str, Any], state: dict[str, torch.Tens
     pre = Preprocessor(spec["preprocess"]["mode"], shape, spec["preprocess"]["components"])
     model = build_model(cfg.model.model_copy(update={"init": "default"}), shape, spec["num_classes"],
                         cfg.regularize, pre)
+    load_checked(model, state)
+    return model.eval()
+
+
+def load_checked(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load state into model; weights that do not fit are one clear error, not a torch traceback."""
     mine = model.state_dict()
     wrong = [f"{k} {tuple(v.shape)} (the model's: {tuple(mine[k].shape)})" for k, v in state.items()
              if k in mine and mine[k].shape != v.shape]
@@ -170,4 +238,3 @@ def rebuild_model(cfg: Config, spec: dict[str, Any], state: dict[str, torch.Tens
                                                   f"missing: {', '.join(missing[:3])}" if missing else "",
                                                   f"unexpected: {', '.join(extra[:3])}" if extra else ""])))
     model.load_state_dict(state)
-    return model.eval()

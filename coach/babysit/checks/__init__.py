@@ -25,6 +25,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from torch import nn
+
 from coach.babysit.checks.controls import (
     mean,
     normalized,
@@ -54,6 +56,7 @@ from coach.data.memory import as_data, in_memory
 from coach.fmt import sig
 from coach.nn.init_report import noise_free
 from coach.nn.models import build_model
+from coach.nn.own import as_own
 from coach.train.checkpoint import seed_everything
 
 __all__ = ["CheckResult", "check", "describe_step", "check_data", "check_init", "check_initial_loss",
@@ -77,8 +80,9 @@ def defer_slow_learning(findings: list[Finding]) -> list[Finding]:
             if f.code == "lr_too_low" and f.severity != "info" else f for f in findings]
 
 
-def check(cfg: Config, data: Data | Any = None, probe_steps: int = 100, overfit_steps: int = 300,
-          range_steps: int = 100, say: Callable[[str], None] | None = None, controls: bool = True) -> CheckResult:
+def check(cfg: Config | nn.Module | Any = None, data: Data | Any = None, probe_steps: int = 100,
+          overfit_steps: int = 300, range_steps: int = 100, say: Callable[[str], None] | None = None,
+          controls: bool = True, model: nn.Module | Any = None, **settings: Any) -> CheckResult:
     """Run the babysitting checklist on cfg; returns findings and what each step measured.
     The step counts bound its cost: about range_steps + 5 x probe_steps training steps, and
     overfit_steps on batches of 20, plus the controls a failure calls for (at most a few more
@@ -86,14 +90,24 @@ def check(cfg: Config, data: Data | Any = None, probe_steps: int = 100, overfit_
     models in step 5 (the lectures' single overfitting run with regularization off), for callers
     on a time budget. data: a loaded Data, or data held in memory ((x, y) arrays or tensors, a
     dict, a torch Dataset or DataLoader: coach.data.memory). say: where a line per finished step
-    goes (None: nowhere)."""
+    goes (None: nowhere). model: your own nn.Module (checked on copies, never trained itself) or a
+    function of hyperparameters that builds one (coach.nn.own); check(my_module, (x, y)) is the
+    notebook form. settings: config settings by short name (lr=1e-3: Config.set)."""
+    if isinstance(cfg, nn.Module) or (callable(cfg) and not isinstance(cfg, Config)):
+        model, cfg = cfg, None
+    cfg = (cfg or Config()).set(**settings) if settings else (cfg or Config())
+    own = as_own(model)
+    if own is not None:
+        own.honoured(cfg)
+        cfg = cfg.replace(**{"model.name": "module"})
     seed_everything(cfg.seed)
     if in_memory(data):  # arrays, tensors, a Dataset or DataLoader
         data, cfg = as_data(data, cfg)
     data = data if data is not None else load_data(cfg.data, cfg.seed)
     batch = data.train.x[: min(256, len(data.train))]
-    model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.regularize, data.preprocess, batch=batch)
-    out = CheckResult()
+    model = own.build(cfg, data.input_shape, data.num_classes, data.preprocess, batch) if own is not None else \
+        build_model(cfg.model, data.input_shape, data.num_classes, cfg.regularize, data.preprocess, batch=batch)
+    out = CheckResult(config=cfg.to_dict())
 
     def done(*names: str) -> None:
         for name in names:
@@ -122,9 +136,9 @@ def check(cfg: Config, data: Data | Any = None, probe_steps: int = 100, overfit_
         out.findings = merged(out.findings)
         return out  # training with wrong gradients is meaningless
     done("gradcheck")
-    check_overfit(cfg, data, out, init_findings, max_steps=overfit_steps, controls=controls)
+    check_overfit(cfg, data, out, init_findings, max_steps=overfit_steps, controls=controls, own=own)
     done("overfit")
-    check_learning_rate(cfg, data, out, probe_steps, range_steps)
+    check_learning_rate(cfg, data, out, probe_steps, range_steps, own=own)
     done("lr_range")
     out.findings = merged(defer_slow_learning(out.findings))
     return out

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from coach.config import MAX_WIDTH, Config, RegularizeConfig
 from coach.data import Data, fit_preprocessor
 from coach.nn.models import CoachModel, build_model
+from coach.nn.own import Own
 
 
 def normalized(model: CoachModel, batch: Tensor) -> CoachModel:
@@ -32,13 +33,22 @@ def value(cfg: Config, key: str) -> float:
 
 
 def fresh(cfg: Config, data: Data, batch: Tensor, reg: RegularizeConfig | None = None,
-           wide: bool = False) -> CoachModel:
+           wide: bool = False, own: Own | None = None) -> nn.Module:
     """A re-initialized copy of the model, by default without regularization layers (lectures:
-    turn it off); wide: a clearly bigger copy (the capacity control)."""
+    turn it off); wide: a clearly bigger copy (the capacity control). own: the user's module (a
+    copy of it as given) or factory (called with these settings), coach.nn.own."""
     torch.manual_seed(cfg.seed)
     mcfg = cfg.model.model_copy(update=widened(cfg)) if wide else cfg.model
+    if own is not None:
+        return own.build(cfg, data.input_shape, data.num_classes, data.preprocess, batch,
+                         reg=reg or RegularizeConfig(), model=mcfg)
     return build_model(mcfg, data.input_shape, data.num_classes, reg or RegularizeConfig(), data.preprocess,
                        batch=batch)
+
+
+def can_widen(own: Own | None) -> bool:
+    """A wider copy exists for coach's models and for a factory that takes a width."""
+    return own is None or bool({"model.width", "model.hidden"} & set(own.searchable))
 
 
 def widened(cfg: Config, factor: int = 4, at_least: int = 64) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from coach.babysit.checks.controls import (
+    can_widen,
     fresh,
     mean,
     normalized,
@@ -22,18 +23,20 @@ from coach.babysit.findings import Finding
 from coach.config import Config
 from coach.data import Data
 from coach.fmt import sig
+from coach.nn.own import Own
 from coach.optim import build_optimizer, penalty, split_decay
 from coach.train.losses import make_loss
 
 
 def overfit_sample(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: int, batch: int,
-                   wide: bool = False, standardize: bool = False, extend: bool = True) -> dict[str, Any]:
+                   wide: bool = False, standardize: bool = False, extend: bool = True,
+                   own: Own | None = None) -> dict[str, Any]:
     """Train a fresh copy on the fixed sample (x, y), regularized as cfg says, until it reaches
     100% training accuracy or max_steps; returns the loss trace, the accuracy and the steps.
     wide: a clearly bigger copy; standardize: a copy that standardizes its inputs (controls);
     extend: a loss still falling at max_steps gets more steps, up to 4x."""
     n = len(x)
-    model = fresh(cfg, data, x, cfg.regularize, wide)
+    model = fresh(cfg, data, x, cfg.regularize, wide, own)
     if standardize:
         model = normalized(model, x)
     opt = build_optimizer(cfg.optim, model, cfg.regularize.decay_bias_and_norm)
@@ -79,7 +82,8 @@ REG_SLACK = 3
 
 
 def check_overfit(cfg: Config, data: Data, out: CheckResult, init_findings: list[Finding],
-                  max_steps: int = 300, sample_batches: int = 5, batch: int = 20, controls: bool = True) -> bool:
+                  max_steps: int = 300, sample_batches: int = 5, batch: int = 20, controls: bool = True,
+                  own: Own | None = None) -> bool:
     """Step 5: overfit a small sample as configured. When that fails with regularization on, the
     lectures' version (regularization off) says whether the regularization is the cause; when
     it fails with it off too, a wider copy says whether the model is simply too small.
@@ -90,18 +94,18 @@ def check_overfit(cfg: Config, data: Data, out: CheckResult, init_findings: list
     settings = regularization_settings(cfg)
     if not controls:
         run = overfit_sample(cfg.replace(**dict.fromkeys(settings, 0.0)), data, x, y, max_steps, batch,
-                             extend=False)
+                             extend=False, own=own)
         out.steps["overfit"] = {"samples": n, "regularized": False, "memorized": run["train_acc"] == 1.0, **run}
         if run["train_acc"] < 1.0:
-            _why_not_overfit(cfg, data, x, y, max_steps, batch, run, init_findings, out, controls=False)
+            _why_not_overfit(cfg, data, x, y, max_steps, batch, run, init_findings, out, controls=False, own=own)
         return run["train_acc"] == 1.0
-    run = overfit_sample(cfg, data, x, y, max_steps, batch)
+    run = overfit_sample(cfg, data, x, y, max_steps, batch, own=own)
     out.steps["overfit"] = {"samples": n, "regularized": bool(settings), **run}
     if run["train_acc"] == 1.0:
         out.steps["overfit"]["memorized"] = True
         return True
     if settings:
-        off = overfit_sample(cfg.replace(**dict.fromkeys(settings, 0.0)), data, x, y, max_steps, batch)
+        off = overfit_sample(cfg.replace(**dict.fromkeys(settings, 0.0)), data, x, y, max_steps, batch, own=own)
         out.steps["overfit"]["regularization_off"] = off
         if off["train_acc"] == 1.0:
             out.steps["overfit"]["memorized"] = True
@@ -109,30 +113,31 @@ def check_overfit(cfg: Config, data: Data, out: CheckResult, init_findings: list
             # steps the unregularized copy needed before it is called too strong
             budget = max(REG_SLACK * off["steps"], max_steps)
             if run["steps"] < budget:
-                run = overfit_sample(cfg, data, x, y, budget, batch)
+                run = overfit_sample(cfg, data, x, y, budget, batch, own=own)
                 out.steps["overfit"].update(run)
                 if run["train_acc"] == 1.0:
                     return True
-            _name_regularizer(cfg, data, x, y, budget, batch, settings, run, out)
+            _name_regularizer(cfg, data, x, y, budget, batch, settings, run, out, own)
             return False
         run = off  # regularization is not the cause; judge the plain run
-    _why_not_overfit(cfg, data, x, y, max_steps, batch, run, init_findings, out)
+    _why_not_overfit(cfg, data, x, y, max_steps, batch, run, init_findings, out, own=own)
     return False
 
 
 def _name_regularizer(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: int, batch: int,
-                      settings: dict[str, float], run: dict[str, Any], out: CheckResult) -> None:
+                      settings: dict[str, float], run: dict[str, Any], out: CheckResult,
+                      own: Own | None = None) -> None:
     """Which setting stops the model memorizing, and by how much to cut it: each one turned off
     alone, then the culprit cut 10x and 100x (the smallest cut that lets it memorize)."""
     culprits = [k for k in settings if len(settings) == 1 or
-                overfit_sample(cfg.replace(**{k: 0.0}), data, x, y, max_steps, batch)["train_acc"] == 1.0]
+                overfit_sample(cfg.replace(**{k: 0.0}), data, x, y, max_steps, batch, own=own)["train_acc"] == 1.0]
     culprits = culprits or list(settings)  # only together: name them all
     cut = None
     if len(culprits) == 1:
         key = culprits[0]
         for factor in (10, 100):
-            if overfit_sample(cfg.replace(**{key: settings[key] / factor}), data, x, y, max_steps, batch)[
-                    "train_acc"] == 1.0:
+            if overfit_sample(cfg.replace(**{key: settings[key] / factor}), data, x, y, max_steps, batch,
+                              own=own)["train_acc"] == 1.0:
                 cut = factor
                 break
     names = ", ".join(f"{k}={sig(settings[k])}" for k in culprits)
@@ -150,7 +155,7 @@ def _name_regularizer(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: 
 
 def _why_not_overfit(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: int, batch: int,
                      run: dict[str, Any], init_findings: list[Finding], out: CheckResult,
-                     controls: bool = True) -> None:
+                     controls: bool = True, own: Own | None = None) -> None:
     trace, acc, step, n = run["trace"], run["train_acc"], run["steps"], len(x)
     first = trace[0]  # the loss before any update
     finite = [t for t in trace if math.isfinite(t)]
@@ -168,7 +173,7 @@ def _why_not_overfit(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: i
         return
     if controls and any(f.code == "data_not_normalized" for f in out.findings):
         control = overfit_sample(cfg.replace(**dict.fromkeys(regularization_settings(cfg), 0.0)), data, x, y,
-                                 max_steps, batch, standardize=True)
+                                 max_steps, batch, standardize=True, own=own)
         evidence["standardized"] = {"train_acc": control["train_acc"], "steps": control["steps"]}
         if control["train_acc"] == 1.0:
             out.findings.append(Finding("cannot_overfit", "warning", "", "", evidence))
@@ -195,9 +200,9 @@ def _why_not_overfit(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: i
     # the loss fell, then stalled: too small a model, or something else (labels, a bug)?
     # A clearly wider copy, trained the same way, is the control (it can memorize any labels: Zhang et al. 2017)
     small = False
-    if controls and not bad_init:
+    if controls and not bad_init and can_widen(own):  # your own module instance has no wider copy
         wider = cfg.replace(**dict.fromkeys(regularization_settings(cfg), 0.0))
-        big = overfit_sample(wider, data, x, y, max_steps, batch, wide=True)
+        big = overfit_sample(wider, data, x, y, max_steps, batch, wide=True, own=own)
         evidence["wider"] = {**widened(cfg), "train_acc": big["train_acc"]}
         small = big["train_acc"] == 1.0
     bigger = ""

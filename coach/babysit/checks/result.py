@@ -11,13 +11,15 @@ from coach.babysit.findings import Finding, problems
 class CheckResult:
     findings: list[Finding] = field(default_factory=list)
     steps: dict[str, Any] = field(default_factory=dict)  # what each step measured, for the report
+    config: dict[str, Any] = field(default_factory=dict)  # the config checked (its title on the page)
 
     @property
     def healthy(self) -> bool:
         return not problems(self.findings)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"healthy": self.healthy, "findings": [f.to_dict() for f in self.findings], "steps": self.steps}
+        return {"healthy": self.healthy, "findings": [f.to_dict() for f in self.findings], "steps": self.steps,
+                "config": self.config}
 
 
 def explained(out: CheckResult, codes: set[str], why: str) -> None:

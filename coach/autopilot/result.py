@@ -1,0 +1,57 @@
+"""What `coach.autopilot` returns: the result as a plain dict (also in OUT/result.json) that a
+notebook shows as the session's page, and that predicts with the chosen model."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from coach.errors import UserError
+from coach.train.run import TempDir
+
+
+class SessionResult(dict):
+    """The session's result. keep: the TempDir the session lives in when it was given data in
+    memory and no `out` (removed when this goes; result.save(path) keeps a copy)."""
+
+    def __init__(self, result: dict[str, Any], keep: TempDir | None = None):
+        super().__init__(result)
+        self.keep = keep
+
+    @property
+    def out(self) -> Path:
+        return Path(self["out"])
+
+    def save(self, path: str | Path) -> "SessionResult":
+        """Copy the session directory to path (which must not exist); the result of the copy, its
+        paths pointing there."""
+        dest = Path(path)
+        if dest.exists():
+            raise UserError(f"{dest}: already exists; give a new directory to save the session in")
+        shutil.copytree(self.out, dest)
+        moved = {k: str(dest / Path(v).relative_to(self.out)) if isinstance(v, str) and v.startswith(str(self.out))
+                 else v for k, v in self.items()}
+        return SessionResult(moved)
+
+    def predict(self, x: Any) -> Any:
+        """Class probabilities (numpy, N x C) of the chosen model (weights, test-time views,
+        ensemble: as its test accuracy was measured) for raw inputs x."""
+        import numpy as np
+        import torch
+
+        from coach.autopilot.choose import predict_with_choice
+        from coach.train.run import Run
+        if not self.get("model_dir"):
+            raise UserError(f"this autopilot session stopped before training a model ({self.get('stopped')})")
+        spec = Run.open(self["model_dir"]).spec
+        xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        shape = tuple(spec["input_shape"])
+        if tuple(xt.shape[1:]) != shape and xt.ndim == len(shape) and shape[0] == 1:
+            xt = xt[:, None]
+        if tuple(xt.shape[1:]) != shape:
+            raise UserError(f"predict: inputs of shape {tuple(xt.shape[1:])}; this model takes {shape}")
+        return predict_with_choice(Path(self["model_dir"]), self["choice"], xt).numpy()
+
+    def _repr_html_(self) -> str:
+        from coach.report.page import inline  # matplotlib: only once a notebook shows a page
+        return inline(Path(self["report"]).read_text())

@@ -1,0 +1,3 @@
+"""coach inside other libraries' training loops. Each integration imports its library only when
+it is itself imported: `coach.integrations.lightning` needs `lightning` (pip install
+'coach[lightning]'); `coach.integrations.tensorboard` needs `tensorboard`."""
