@@ -1,8 +1,10 @@
 """Your own nn.Module (coach.nn.own) through fit, check, predict, evaluate and the autopilot, on
 data held in memory; and what a notebook shows (coach.notebook's _repr_html_)."""
 import gc
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,6 +158,14 @@ def test_autopilot_with_a_factory_on_arrays(tmp_path):
     assert state["model"] == "conv" and "your conv" in state["stages"]["setup"]["decision"]
     assert (result.predict(X[-200:]).argmax(1) == Y[-200:]).mean() > 0.9
     kept = result.save(tmp_path / "session")
+    if shutil.which("chromium") or shutil.which("chromium-browser"):  # the session's page, as a notebook shows it
+        page = tmp_path / "session.html"
+        page.write_text(f"<html><body>{result._repr_html_()}<script>window.addEventListener('load',()=>{{const d="
+                        "document.querySelector('iframe').contentDocument;document.body.dataset.plots=[...d.images]"
+                        ".filter(i=>i.complete&&i.naturalWidth>0).length;document.body.dataset.images=d.images.length;"
+                        "});</script></body></html>")
+        seen = chromium_page(page, tmp_path)
+        assert seen["images"] >= 4 and seen["plots"] == seen["images"], seen
     out = subprocess.run([sys.executable, "-m", "coach", "predict", str(kept.out), str(_npz(tmp_path))],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and len(out.stdout.splitlines()) == 5, out.stderr
@@ -222,12 +232,20 @@ def test_search_over_a_factorys_hyperparameters_on_arrays(tmp_path):
 
     cfg = coach.make_config({"train": {"epochs": 2, "progress": False},
                              "search": {"model.width": "choice([8, 64])", "regularize.dropout": "uniform(0, 0.5)"}})
-    summary = coach.search(cfg, trials=3, sweep_dir=tmp_path / "sweep", data=(X, Y), model=factory, pruner="none")
+    summary = coach.search(cfg, trials=3, data=(X, Y), model=factory, pruner="none")
     trials = [t for t in summary["trials"] if t["state"] == "COMPLETE"]
     assert len(trials) == 3
+    # no folder asked for: a temporary sweep, kept by save() (its paths rewritten), gone with the summary
+    kept = summary.save(tmp_path / "sweep")
+    assert all(Path(t["run_dir"]).is_relative_to(tmp_path / "sweep") and Path(t["run_dir"]).exists()
+               for t in kept["trials"]) and (tmp_path / "sweep" / "sweep.json").exists()
+    temporary = summary.root
+    summary = {k: v for k, v in summary.items()}
+    gc.collect()
+    assert not temporary.exists()
     # each trial built the module with its own sampled values (the first build: the output check)
     assert built == [(t["params"]["model.width"], t["params"]["regularize.dropout"]) for t in trials]
-    assert all(Run.open(t["run_dir"]).config.model.name == "module" for t in trials)
+    assert all(Run.open(t["run_dir"]).config.model.name == "module" for t in kept["trials"])
     with pytest.raises(UserError, match="model.depth: your model does not take it"):
         coach.search(cfg.replace(search={"model.depth": "choice([1, 2])"}), trials=2, sweep_dir=tmp_path / "s2",
                      data=(X, Y), model=factory)

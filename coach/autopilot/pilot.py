@@ -124,7 +124,7 @@ def autopilot(data: str | Any = None, budget: float | str = 1200.0, out: str | P
         with interrupt_flag() as interrupted:  # Ctrl-C: the running stage stops at a step, then the session
             s.interrupted = interrupted
             s.show_bar()
-            return SessionResult(run_stages(s, name, options, seed, own, held), keep=keep)
+            return SessionResult(run_stages(s, name, options, seed, own, held), s.out, keep)
     except SearchInterrupted:
         raise SessionInterrupted("search") from None
     finally:

@@ -2,36 +2,23 @@
 notebook shows as the session's page, and that predicts with the chosen model."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 from coach.errors import UserError
-from coach.train.run import TempDir
+from coach.train.run import Kept, TempDir
 
 
-class SessionResult(dict):
+class SessionResult(Kept):
     """The session's result. keep: the TempDir the session lives in when it was given data in
     memory and no `out` (removed when this goes; result.save(path) keeps a copy)."""
 
-    def __init__(self, result: dict[str, Any], keep: TempDir | None = None):
-        super().__init__(result)
-        self.keep = keep
+    def __init__(self, result: dict[str, Any], root: str | Path | None = None, keep: TempDir | None = None):
+        super().__init__(result, root or result["out"], keep)
 
     @property
     def out(self) -> Path:
         return Path(self["out"])
-
-    def save(self, path: str | Path) -> "SessionResult":
-        """Copy the session directory to path (which must not exist); the result of the copy, its
-        paths pointing there."""
-        dest = Path(path)
-        if dest.exists():
-            raise UserError(f"{dest}: already exists; give a new directory to save the session in")
-        shutil.copytree(self.out, dest)
-        moved = {k: str(dest / Path(v).relative_to(self.out)) if isinstance(v, str) and v.startswith(str(self.out))
-                 else v for k, v in self.items()}
-        return SessionResult(moved)
 
     def predict(self, x: Any) -> Any:
         """Class probabilities (numpy, N x C) of the chosen model (weights, test-time views,

@@ -7,7 +7,9 @@ inputs, as a model coach built does. The run's config names the model `module`.
 
 A factory's parameters are read by name from the config (`HYPERPARAMETERS`): `width` is
 model.width, `dropout` regularize.dropout, `input_shape` and `num_classes` come from the data.
-A parameter coach does not know must have a default (it is left at it). A module instance
+Those coach knows are always set from the config, a default in the signature too (coach.fit(f,
+data, width=128) says otherwise); a parameter coach does not know must have a default (it is
+left at it). A module instance
 cannot be changed, so regularization settings that live inside a model (dropout, ...) must be
 0 in the config: a setting that cannot be honoured is an error.
 
@@ -42,8 +44,9 @@ IN_MODEL = ("dropout", "spatial_dropout", "dropconnect", "stochastic_depth")  # 
 
 @MODELS.register("module")
 def _passed_in(*_: Any) -> Any:
-    raise UserError("model.name=module: this run's model was passed from Python (coach.fit(model=...)); pass the "
-                    "module again, or load the run's saved model (coach.train.Run.open(dir).load_model())")
+    raise UserError("model.name=module: this run's model was passed from Python; pass it again (to resume: "
+                    "coach.fit(resume=DIR, data=..., model=MyNet())), or load the run's saved model "
+                    "(coach.Run.open(DIR).load_model())")
 
 
 class OwnModel(nn.Module):

@@ -46,7 +46,7 @@ from coach.nn.own import Own, as_own
 from coach.search.space import Dim, grid_points, narrow, parse_space
 from coach.train import Callback, fit
 from coach.train.loop import interrupt_flag
-from coach.train.run import write_json
+from coach.train.run import Kept, TempDir, write_json
 
 STRATEGIES = ("random", "grid", "tpe", "coarse-to-fine")
 PRUNERS = ("asha", "median", "hyperband", "none")
@@ -370,7 +370,7 @@ def create_stage(storage: optuna.storages.BaseStorage, name: str, cfg: Config, d
 def search(cfg: Config, strategy: str = "random", trials: int = 20, sweep_dir: str | Path | None = None,
            storage: str | None = None, workers: int = 1, budget: float | None = None, stages: int = 3,
            pruner: str | None = None, grid_per_dim: int = 3, study: str | None = None,
-           say: Callable[[str], None] | None = None, data: Any = None, model: Any = None) -> dict[str, Any]:
+           say: Callable[[str], None] | None = None, data: Any = None, model: Any = None) -> Kept:
     """Run (or continue) a search; returns the sweep summary (also written to sweep.json).
     data: data held in memory ((x, y) arrays or tensors, a dict, a Dataset or DataLoader:
     coach.data.memory), for every trial; model: your own nn.Module or a function of
@@ -402,7 +402,10 @@ def search(cfg: Config, strategy: str = "random", trials: int = 20, sweep_dir: s
         if unheeded:
             raise UserError(f"search: {', '.join(unheeded)}: your model does not take it (a factory with that "
                             f"parameter does: {', '.join(own.searchable) or 'none taken now'})")
-    sweep = Path(sweep_dir) if sweep_dir else Path("sweeps") / time.strftime(f"%Y%m%d-%H%M%S-{cfg.data.name}")
+    # data in memory and no folder asked for: the sweep lives in a temporary folder (summary.save keeps it)
+    keep = TempDir("coach-sweep-") if sweep_dir is None and held is not None else None
+    sweep = Path(sweep_dir) if sweep_dir else keep.path if keep else \
+        Path("sweeps") / time.strftime(f"%Y%m%d-%H%M%S-{cfg.data.name}")
     sweep.mkdir(parents=True, exist_ok=True)
     save_config(cfg, sweep / "config.yaml")
     store = open_storage(storage, sweep)
@@ -446,7 +449,7 @@ def search(cfg: Config, strategy: str = "random", trials: int = 20, sweep_dir: s
                         info["notes"].append(note)
                 current = narrowed
             stage_info.append(info)
-    return summarize(store, sweep, cfg, strategy, stage_info, time.time() - start, pruner)
+    return Kept(summarize(store, sweep, cfg, strategy, stage_info, time.time() - start, pruner), sweep, keep)
 
 
 def stage_epochs(epochs: int, stages: int) -> list[int]:

@@ -108,6 +108,32 @@ class TempDir:
         weakref.finalize(self, shutil.rmtree, str(self.path), True)
 
 
+class Kept(dict):
+    """A result as a plain dict, whose files live in the folder `root`; keep: the TempDir that
+    folder is, when no folder was asked for (it goes when the result goes; save(path) keeps a copy)."""
+
+    def __init__(self, result: dict[str, Any], root: str | Path, keep: TempDir | None = None):
+        super().__init__(result)
+        self.root, self.keep = Path(root), keep
+
+    def save(self, path: str | Path) -> "Kept":
+        """Copy the folder to path (which must not exist); the result of the copy, its paths there."""
+        dest = Path(path)
+        if dest.exists():
+            raise UserError(f"{dest}: already exists; give a new directory to save it in")
+        shutil.copytree(self.root, dest)
+        old = str(self.root)
+
+        def moved(v: Any) -> Any:
+            if isinstance(v, str) and (v == old or v.startswith(old + os.sep)):
+                return str(dest) + v[len(old):]
+            if isinstance(v, dict):
+                return {k: moved(x) for k, x in v.items()}
+            return [moved(x) for x in v] if isinstance(v, list) else v
+
+        return type(self)(moved(dict(self)), dest)
+
+
 @dataclass
 class Run:
     """A finished (or interrupted) run, read from its directory. keep: the TempDir the run lives
