@@ -97,6 +97,26 @@ def test_babysitter_checks_first_then_watches_and_writes_the_report(tmp_path):
     assert not torch.equal(before["net.0.weight"], module.state_dict()["net.0.weight"])
 
 
+def test_training_is_the_same_with_the_babysitter(tmp_path):
+    """It observes: the pre-flight reads batches and seeds its copies, the monitors run forwards on a
+    probe; none of it changes the weights training ends with (shuffled loader, dropout on)."""
+    class Noisy(Digits):
+        def __init__(self):
+            super().__init__(lr=0.05)
+            self.net = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Dropout(0.3), nn.Linear(64, 10))
+
+    weights = []
+    for sitter in (None, Babysitter(out=tmp_path / "run", every=5, say=lambda line: None)):
+        pl.seed_everything(0)
+        module = Noisy()
+        trainer = pl.Trainer(max_epochs=2, callbacks=[sitter] if sitter else [], logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                             accelerator="cpu", devices=1)
+        trainer.fit(module, *loaders())
+        weights.append(module.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_babysitter_finds_a_learning_rate_far_too_high(tmp_path):
     lines = []
     sitter = Babysitter(every=10, say=lines.append)

@@ -36,6 +36,7 @@ except ImportError:  # the extra is not installed: one line says how to get it
 from coach.babysit import CheckResult, check
 from coach.babysit.findings import Finding
 from coach.errors import UserError
+from coach.train.checkpoint import rng_state, set_rng_state
 from coach.train.run import write_json
 from coach.watch import Watch
 
@@ -99,6 +100,15 @@ class Babysitter(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
+        # it observes: reading batches and the checks (which seed their own copies) draw random
+        # numbers, so the random streams are put back as they were and training is the same with it
+        state = rng_state()
+        try:
+            self._start(trainer, pl_module)
+        finally:
+            set_rng_state(state)
+
+    def _start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         optimizer = trainer.optimizers[0]
         try:
             x, y = first_batches(trainer.train_dataloader, self.examples)
