@@ -174,6 +174,8 @@ def test_autopilot_with_a_factory_on_arrays(tmp_path):
         coach.autopilot("digits", resume=kept.out)
     with pytest.raises(UserError, match="pass it again"):
         coach.autopilot((X, Y), resume=kept.out)
+    with pytest.raises(UserError, match="budget: 'soon' is not a duration"):
+        coach.autopilot((X, Y), model=conv, budget="soon")
 
 
 def _npz(tmp_path):

@@ -111,7 +111,11 @@ def autopilot(data: str | Any = None, budget: float | str = 1200.0, out: str | P
     CLI passes the process's start), default now. Returns the result (also in OUT/result.json);
     with data in memory and no `out`, the session lives in a temporary directory that
     result.save(path) keeps."""
-    budget = parse_duration(budget) if isinstance(budget, str) else budget  # "30s", "20m" as on the command line
+    if isinstance(budget, str):  # "30s", "20m" as on the command line
+        try:
+            budget = parse_duration(budget)
+        except ValueError as e:
+            raise UserError(f"budget: {e}") from None
     own = as_own(model)
     held = data if in_memory(data) and not isinstance(data, (str, os.PathLike)) else None
     keep = TempDir("coach-autopilot-") if held is not None and out is None and resume is None else None
