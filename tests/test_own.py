@@ -253,3 +253,21 @@ def test_search_over_a_factorys_hyperparameters_on_arrays(tmp_path):
                      data=(X, Y), model=factory)
     with pytest.raises(UserError, match="runs one worker"):
         coach.search(cfg, trials=2, sweep_dir=tmp_path / "s3", data=(X, Y), model=factory, workers=2)
+
+
+def test_dropout_inside_your_module_is_a_regularization_setting_of_the_checks():
+    """A module's own dropout layers are turned off (on copies) for the lectures' regularization-off
+    run and cut to find how much is too much, as the config's are: dropout 0.95 inside the module is
+    named, with the cut; 0.3 is not too strong."""
+    torch.manual_seed(0)
+    strong = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Dropout(0.95), nn.Linear(128, 10))
+    result = coach.check(strong, (X, Y), probe_steps=20, range_steps=20)
+    f = next(f for f in result.findings if f.code == "regularization_too_strong")
+    assert "the dropout in your module (p up to 0.95)" in f.message and f.evidence["cut_by"] == 10
+    assert "cut the dropout in your module by about 10x" == f.advice
+    assert not [g for g in result.findings if g.code in ("cannot_overfit", "lr_too_low") and g.severity != "info"]
+    assert strong[3].p == 0.95  # on copies: the module keeps its dropout
+    torch.manual_seed(0)
+    mild = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, 10))
+    assert "regularization_too_strong" not in {g.code for g in coach.check(mild, (X, Y), probe_steps=20,
+                                                                           range_steps=20).findings}

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from coach.config import MODELS, Config, ModelConfig, RegularizeConfig
 from coach.errors import UserError
+from coach.nn.init_report import STOCHASTIC
 
 # factory parameter -> (config section, key) or the data's
 HYPERPARAMETERS: dict[str, tuple[str, str]] = {
@@ -40,6 +41,14 @@ HYPERPARAMETERS: dict[str, tuple[str, str]] = {
     "dropconnect": ("regularize", "dropconnect"), "stochastic_depth": ("regularize", "stochastic_depth")}
 FROM_DATA = ("input_shape", "num_classes")
 IN_MODEL = ("dropout", "spatial_dropout", "dropconnect", "stochastic_depth")  # what only a model can honour
+# the checks' name for the drop probabilities inside an instance (its dropout, spatial dropout, drop-connect
+# and stochastic-depth layers): a regularization setting like the config's, turned off or cut on copies
+MODULE_DROPOUT = "module.dropout"
+
+
+def dropout_layers(module: nn.Module) -> list[nn.Module]:
+    """The layers of module that drop with a probability p > 0."""
+    return [m for m in module.modules() if isinstance(m, STOCHASTIC) and float(getattr(m, "p", 0.0) or 0.0) > 0]
 
 
 @MODELS.register("module")
@@ -123,6 +132,20 @@ class Own:
         if batch is not None:
             check_output(own, batch[:8], num_classes)
         return own
+
+    @property
+    def dropout(self) -> float:
+        """The largest drop probability inside an instance (0 for a factory: its dropout is the config's)."""
+        return max((float(m.p) for m in dropout_layers(self.module)), default=0.0) if self.module is not None else 0.0
+
+    def with_dropout(self, p: float) -> "Own":
+        """An Own of a copy of the instance whose dropout layers drop at most p (each scaled by
+        p / the largest: 0 turns them all off)."""
+        assert self.module is not None
+        copied, top = copy.deepcopy(self.module), self.dropout
+        for m in dropout_layers(copied):
+            m.p = float(m.p) * p / top if top else 0.0
+        return Own(copied)
 
     def net(self, cfg: Config, input_shape: tuple[int, ...], num_classes: int, reg: RegularizeConfig | None = None,
             model: ModelConfig | None = None) -> nn.Module:

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from coach.config import MAX_WIDTH, Config, RegularizeConfig
 from coach.data import Data, fit_preprocessor
 from coach.nn.models import CoachModel, build_model
-from coach.nn.own import Own
+from coach.nn.own import MODULE_DROPOUT, Own
 
 
 def normalized(model: CoachModel, batch: Tensor) -> CoachModel:
@@ -68,9 +68,26 @@ REGULARIZERS = ("regularize.dropout", "regularize.spatial_dropout", "regularize.
                 "optim.weight_decay")
 
 
-def regularization_settings(cfg: Config) -> dict[str, float]:
-    """The regularization settings that are on, by config key."""
-    return {key: value(cfg, key) for key in REGULARIZERS if value(cfg, key)}
+def regularization_settings(cfg: Config, own: Own | None = None) -> dict[str, float]:
+    """The regularization settings that are on, by config key; with your own module, the dropout
+    layers inside it too (as MODULE_DROPOUT: their largest drop probability)."""
+    settings = {key: value(cfg, key) for key in REGULARIZERS if value(cfg, key)}
+    if own is not None and own.dropout:
+        settings[MODULE_DROPOUT] = own.dropout
+    return settings
+
+
+def changed(cfg: Config, own: Own | None, settings: dict[str, float]) -> tuple[Config, Own | None]:
+    """cfg and own with these regularization settings (MODULE_DROPOUT: own's dropout layers scaled
+    to it, on a copy)."""
+    keys = {k: v for k, v in settings.items() if k != MODULE_DROPOUT}
+    if MODULE_DROPOUT in settings and own is not None:
+        own = own.with_dropout(settings[MODULE_DROPOUT])
+    return (cfg.replace(**keys) if keys else cfg), own
+
+
+def setting_name(key: str, value: float) -> str:
+    return f"the dropout in your module (p up to {value:g})" if key == MODULE_DROPOUT else f"{key}={value:g}"
 
 
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: Any, x: Tensor, y: Tensor) -> float:

@@ -11,18 +11,19 @@ from torch import Tensor
 
 from coach.babysit.checks.controls import (
     can_widen,
+    changed,
     fresh,
     mean,
     normalized,
     regularization_settings,
     train_step,
+    setting_name,
     widened,
 )
 from coach.babysit.checks.result import CheckResult, explained
 from coach.babysit.findings import Finding
 from coach.config import Config
 from coach.data import Data
-from coach.fmt import sig
 from coach.nn.own import Own
 from coach.optim import build_optimizer, penalty, split_decay
 from coach.train.losses import make_loss
@@ -91,10 +92,10 @@ def check_overfit(cfg: Config, data: Data, out: CheckResult, init_findings: list
     models), for callers on a time budget; its failure is then judged from the trace only."""
     n = min(len(data.train), sample_batches * batch)
     x, y = data.train.x[:n], data.train.y[:n]
-    settings = regularization_settings(cfg)
+    settings = regularization_settings(cfg, own)
     if not controls:
-        run = overfit_sample(cfg.replace(**dict.fromkeys(settings, 0.0)), data, x, y, max_steps, batch,
-                             extend=False, own=own)
+        off_cfg, off_own = changed(cfg, own, dict.fromkeys(settings, 0.0))
+        run = overfit_sample(off_cfg, data, x, y, max_steps, batch, extend=False, own=off_own)
         out.steps["overfit"] = {"samples": n, "regularized": False, "memorized": run["train_acc"] == 1.0, **run}
         if run["train_acc"] < 1.0:
             _why_not_overfit(cfg, data, x, y, max_steps, batch, run, init_findings, out, controls=False, own=own)
@@ -105,7 +106,8 @@ def check_overfit(cfg: Config, data: Data, out: CheckResult, init_findings: list
         out.steps["overfit"]["memorized"] = True
         return True
     if settings:
-        off = overfit_sample(cfg.replace(**dict.fromkeys(settings, 0.0)), data, x, y, max_steps, batch, own=own)
+        off_cfg, off_own = changed(cfg, own, dict.fromkeys(settings, 0.0))
+        off = overfit_sample(off_cfg, data, x, y, max_steps, batch, own=off_own)
         out.steps["overfit"]["regularization_off"] = off
         if off["train_acc"] == 1.0:
             out.steps["overfit"]["memorized"] = True
@@ -129,26 +131,29 @@ def _name_regularizer(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: 
                       own: Own | None = None) -> None:
     """Which setting stops the model memorizing, and by how much to cut it: each one turned off
     alone, then the culprit cut 10x and 100x (the smallest cut that lets it memorize)."""
-    culprits = [k for k in settings if len(settings) == 1 or
-                overfit_sample(cfg.replace(**{k: 0.0}), data, x, y, max_steps, batch, own=own)["train_acc"] == 1.0]
+    def memorizes(change: dict[str, float]) -> bool:
+        c, o = changed(cfg, own, change)
+        return overfit_sample(c, data, x, y, max_steps, batch, own=o)["train_acc"] == 1.0
+
+    culprits = [k for k in settings if len(settings) == 1 or memorizes({k: 0.0})]
     culprits = culprits or list(settings)  # only together: name them all
     cut = None
     if len(culprits) == 1:
         key = culprits[0]
         for factor in (10, 100):
-            if overfit_sample(cfg.replace(**{key: settings[key] / factor}), data, x, y, max_steps, batch,
-                              own=own)["train_acc"] == 1.0:
+            if memorizes({key: settings[key] / factor}):
                 cut = factor
                 break
-    names = ", ".join(f"{k}={sig(settings[k])}" for k in culprits)
+    names = ", ".join(setting_name(k, settings[k]) for k in culprits)
+    what = [setting_name(k, settings[k]).split(" (p")[0].split("=")[0] for k in culprits]  # key, or "the dropout..."
     n = len(x)
     out.findings.append(Finding(
         "regularization_too_strong", "warning",
         f"with {names} the model cannot memorize {n} examples ({run['train_acc']:.0%} training accuracy after "
         f"{run['steps']} steps); with regularization off it reaches 100%",
-        f"cut {culprits[0]} by about {cut}x" if cut else
-        f"turn {' and '.join(culprits)} off or cut it by more than 100x" if len(culprits) == 1 else
-        f"weaken {' and '.join(culprits)} (they stop it memorizing only together)",
+        f"cut {what[0]} by about {cut}x" if cut else
+        f"turn {' and '.join(what)} off or cut it by more than 100x" if len(culprits) == 1 else
+        f"weaken {' and '.join(what)} (they stop it memorizing only together)",
         {"settings": {k: settings[k] for k in culprits}, "train_acc": run["train_acc"], "cut_by": cut,
          "samples": n, "step": "overfit"}))
 
@@ -172,8 +177,8 @@ def _why_not_overfit(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: i
             "lower the learning rate (try 10x lower, or the LR range test's suggestion)", evidence))
         return
     if controls and any(f.code == "data_not_normalized" for f in out.findings):
-        control = overfit_sample(cfg.replace(**dict.fromkeys(regularization_settings(cfg), 0.0)), data, x, y,
-                                 max_steps, batch, standardize=True, own=own)
+        off_cfg, off_own = changed(cfg, own, dict.fromkeys(regularization_settings(cfg, own), 0.0))
+        control = overfit_sample(off_cfg, data, x, y, max_steps, batch, standardize=True, own=off_own)
         evidence["standardized"] = {"train_acc": control["train_acc"], "steps": control["steps"]}
         if control["train_acc"] == 1.0:
             out.findings.append(Finding("cannot_overfit", "warning", "", "", evidence))
@@ -201,8 +206,8 @@ def _why_not_overfit(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: i
     # A clearly wider copy, trained the same way, is the control (it can memorize any labels: Zhang et al. 2017)
     small = False
     if controls and not bad_init and can_widen(own):  # your own module instance has no wider copy
-        wider = cfg.replace(**dict.fromkeys(regularization_settings(cfg), 0.0))
-        big = overfit_sample(wider, data, x, y, max_steps, batch, wide=True, own=own)
+        wider, off_own = changed(cfg, own, dict.fromkeys(regularization_settings(cfg, own), 0.0))
+        big = overfit_sample(wider, data, x, y, max_steps, batch, wide=True, own=off_own)
         evidence["wider"] = {**widened(cfg), "train_acc": big["train_acc"]}
         small = big["train_acc"] == 1.0
     bigger = ""
