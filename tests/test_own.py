@@ -127,6 +127,8 @@ def test_a_factory_gets_the_capacity_control_an_instance_cannot():
     (lambda: coach.fit(nn.Sequential(nn.Linear(3, 10)), (X, Y), epochs=1), "failed on a batch of shape"),
     (lambda: coach.fit(lambda width, depth_of_field: mlp(width), (X, Y)), "depth_of_field"),
     (lambda: coach.fit(mlp(), (X, Y), dropout=0.5), "regularize.dropout=0.5: coach cannot add"),
+    (lambda: coach.fit(mlp(), (X, Y), width=128), "model.width=128: coach cannot add"),
+    (lambda: coach.check(lambda width: mlp(width), (X, Y), init="xavier"), "model.init=xavier: coach cannot add"),
     (lambda: coach.fit(mlp(), (X, Y), epochz=3), "epochz: no such setting"),
     (lambda: coach.fit(mlp(), (X, Y), name="x"), "ambiguous"),
     (lambda: coach.fit(lambda width: "not a module", (X, Y)), "returned str"),
@@ -271,3 +273,11 @@ def test_dropout_inside_your_module_is_a_regularization_setting_of_the_checks():
     mild = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, 10))
     assert "regularization_too_strong" not in {g.code for g in coach.check(mild, (X, Y), probe_steps=20,
                                                                            range_steps=20).findings}
+
+
+def test_autopilot_with_a_module_instance_on_vectors():
+    """An instance has one size: the session keeps it (no width set that the module would ignore;
+    flat vectors are where the plain recipe's width, 256, differs from the default)."""
+    result = coach.autopilot((X.reshape(len(X), -1), Y), model=mlp(), budget=8, quiet=True)
+    assert result["test_acc"] > 0.8, result
+    assert Run.open(result["model_dir"]).config.model.width == coach.Config().model.width

@@ -274,7 +274,7 @@ def check_cost(cfg: Config, data: Data, cost: Cost, timed: list[Cost], share: fl
     small models on the CPU whatever the training device, so on a GPU the sizes are timed on the
     CPU: priced by the GPU's step, a 60 s session's checks planned 2 s and ran over 90 s."""
     fits = lambda c: P.CHECK_STEP_FACTOR * P.MIN_PROBE_STEPS * c.step <= share  # noqa: E731
-    smallest = min(ladder(data.kind))
+    smallest = min(ladder(data.kind)) if can_widen(own) else cost.width  # your module has one size
     if device == "cpu":
         return cost if fits(cost) else min(
             timed + [measure(cfg.replace(**{"model.width": smallest}), data, steps=4, own=own)], key=lambda c: c.step)

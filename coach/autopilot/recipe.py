@@ -66,7 +66,9 @@ def plain_recipe(data_cfg: dict[str, Any], data: Data, seed: int = 0, own: Own |
     if own is not None:
         why = f"your {own.name}" + (" (built at each width the budget affords)" if "model.width" in own.searchable
                                      else "")
-        model, init = {"name": "module", "width": model["width"]}, "your module's own initialization"
+        # a factory that takes a width starts at the plain one; any other module keeps its own size
+        model = {"name": "module", **({"width": model["width"]} if "model.width" in own.searchable else {})}
+        init = "your module's own initialization"
     cfg = make_config({"seed": seed, "data": {**data_cfg, "preprocess": "standardize"},
                        "model": {**model, "activation": "relu", "init": "kaiming", "norm": "batch"},
                        "optim": {"name": "adamw", "lr": PLAIN_LR, "weight_decay": 1e-4},

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from coach.errors import UserError
-from coach.train.run import Kept, TempDir
+from coach.train.run import Kept, Run, TempDir, as_inputs
 
 
 class SessionResult(Kept):
@@ -23,20 +23,10 @@ class SessionResult(Kept):
     def predict(self, x: Any) -> Any:
         """Class probabilities (numpy, N x C) of the chosen model (weights, test-time views,
         ensemble: as its test accuracy was measured) for raw inputs x."""
-        import numpy as np
-        import torch
-
         from coach.autopilot.choose import predict_with_choice
-        from coach.train.run import Run
         if not self.get("model_dir"):
             raise UserError(f"this autopilot session stopped before training a model ({self.get('stopped')})")
-        spec = Run.open(self["model_dir"]).spec
-        xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
-        shape = tuple(spec["input_shape"])
-        if tuple(xt.shape[1:]) != shape and xt.ndim == len(shape) and shape[0] == 1:
-            xt = xt[:, None]
-        if tuple(xt.shape[1:]) != shape:
-            raise UserError(f"predict: inputs of shape {tuple(xt.shape[1:])}; this model takes {shape}")
+        xt = as_inputs(x, tuple(Run.open(self["model_dir"]).spec["input_shape"]))
         return predict_with_choice(Path(self["model_dir"]), self["choice"], xt).numpy()
 
     def _repr_html_(self) -> str:

@@ -111,14 +111,18 @@ class Own:
         return [k for k in inside if k not in self.searchable]
 
     def honoured(self, cfg: Config) -> None:
-        """A regularization setting that only a model can honour, set for a model coach cannot change,
-        is an error (not silently ignored)."""
-        bad = [f"{k}={getattr(cfg.regularize, k.split('.')[1])}" for k in self.unheeded(
-            [f"regularize.{r}" for r in IN_MODEL if getattr(cfg.regularize, r)])]
+        """A setting that only a model can honour (model.width, model.init..., regularize.dropout...),
+        set away from its default for a model that does not take it, is an error (not silently
+        ignored): coach does not build or initialize your module."""
+        default = ModelConfig()
+        set_keys = [f"model.{k}" for k in ModelConfig.model_fields if k != "name"
+                    and getattr(cfg.model, k) != getattr(default, k)]
+        set_keys += [f"regularize.{r}" for r in IN_MODEL if getattr(cfg.regularize, r)]
+        bad = [f"{k}={getattr(getattr(cfg, k.split('.')[0]), k.split('.')[1])}" for k in self.unheeded(set_keys)]
         if bad:
             raise UserError(f"{', '.join(bad)}: coach cannot add this to your own module "
                             + ("(the factory has no such parameter)" if self.factory else "")
-                            + "; put the layer in your module, or give a factory that takes it")
+                            + "; put it in your module, or give a factory that takes it")
 
     def build(self, cfg: Config, input_shape: tuple[int, ...], num_classes: int, preprocess: nn.Module | None,
               batch: Tensor | None = None, reg: RegularizeConfig | None = None,

@@ -108,6 +108,27 @@ class TempDir:
         weakref.finalize(self, shutil.rmtree, str(self.path), True)
 
 
+def copy_folder(src: Path, path: str | Path) -> Path:
+    """Copy the folder src to path, which must not exist (a run, session or sweep kept by save())."""
+    dest = Path(path)
+    if dest.exists():
+        raise UserError(f"{dest}: already exists; give a new directory to save it in")
+    shutil.copytree(src, dest)
+    return dest
+
+
+def as_inputs(x: Any, shape: tuple[int, ...]) -> torch.Tensor:
+    """Raw inputs (arrays or a tensor) as a float tensor of N x shape; channel-less images or
+    signals get their channel, as the data layer accepts them. Another shape is a clear error."""
+    import numpy as np
+    xt = (x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float32))).float()
+    if tuple(xt.shape[1:]) != shape and xt.ndim == len(shape) and shape[0] == 1 and tuple(xt.shape[1:]) == shape[1:]:
+        xt = xt[:, None]
+    if tuple(xt.shape[1:]) != shape:
+        raise UserError(f"predict: inputs of shape {tuple(xt.shape[1:])}; this model takes {shape}")
+    return xt
+
+
 class Kept(dict):
     """A result as a plain dict, whose files live in the folder `root`; keep: the TempDir that
     folder is, when no folder was asked for (it goes when the result goes; save(path) keeps a copy)."""
@@ -118,10 +139,7 @@ class Kept(dict):
 
     def save(self, path: str | Path) -> "Kept":
         """Copy the folder to path (which must not exist); the result of the copy, its paths there."""
-        dest = Path(path)
-        if dest.exists():
-            raise UserError(f"{dest}: already exists; give a new directory to save it in")
-        shutil.copytree(self.root, dest)
+        dest = copy_folder(self.root, path)
         old = str(self.root)
 
         def moved(v: Any) -> Any:
@@ -155,11 +173,7 @@ class Run:
 
     def save(self, path: str | Path) -> "Run":
         """Copy the run directory to path (which must not exist); the Run of the copy."""
-        dest = Path(path)
-        if dest.exists():
-            raise UserError(f"{dest}: already exists; give a new directory to save the run in")
-        shutil.copytree(self.dir, dest)
-        return Run(dest, self.summary, self.model, self.data)
+        return Run(copy_folder(self.dir, path), self.summary, self.model, self.data)
 
     @property
     def config(self) -> Config:
@@ -223,13 +237,7 @@ class Run:
         the training inputs), with the run's preprocessing, in batches, on the CPU."""
         import numpy as np
         model = self.load_model(weights)
-        xt = torch.as_tensor(np.asarray(x, dtype=np.float32) if not isinstance(x, torch.Tensor) else x).float()
-        shape = tuple(self.spec["input_shape"])
-        if tuple(xt.shape[1:]) != shape:
-            if xt.ndim == len(shape) and shape[0] == 1 and tuple(xt.shape[1:]) == shape[1:]:
-                xt = xt[:, None]  # channel-less images or signals, as the data layer accepts them
-            else:
-                raise UserError(f"predict: inputs of shape {tuple(xt.shape[1:])}; this model takes {shape}")
+        xt = as_inputs(x, tuple(self.spec["input_shape"]))
         out = [torch.softmax(model(xt[i:i + 256]).float(), 1) for i in range(0, len(xt), 256)]
         return torch.cat(out).numpy() if out else np.zeros((0, self.spec["num_classes"]), np.float32)
 
