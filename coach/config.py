@@ -305,8 +305,11 @@ class TrainConfig(_Section):
                                                    "the budget (re-planned at each evaluation), not just stop")
     loss: str = "cross_entropy"
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    channels_last: bool = False
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: fp32 or bf16 autocast (fp16 with loss scaling on a CUDA device without bf16), "
+                            "whichever times faster on this machine's own steps (coach.train.speed)")
+    channels_last: bool | Literal["auto"] = Field(
+        "auto", description="images: NHWC memory layout; auto: if it times faster here")
     sync_batchnorm: bool = Field(False, description="DDP: batch-norm statistics over the whole batch across "
                                                     "processes, as one process computes them")
     grad_clip: float | None = Field(None, gt=0)

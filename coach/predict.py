@@ -13,7 +13,7 @@ import torch
 from coach.data.sources import IMAGE_EXTENSIONS
 from coach.errors import UserError
 from coach.evaluate import predict_proba
-from coach.train.run import Run
+from coach.train.run import Run, warn_scale
 
 
 def session_choice(path: str | Path) -> tuple[Path, dict[str, Any] | None]:
@@ -79,6 +79,7 @@ def predict(model_dir: str | Path, inputs: str | Path, weights: str | None = Non
     run = Run.open(directory)
     spec = run.spec
     names, x = read_inputs(inputs, tuple(spec["input_shape"]), spec["kind"])
+    warn_scale(spec, x)
     if choice is not None and weights is None:
         from coach.autopilot.choose import predict_with_choice
         probs = predict_with_choice(directory, choice, x)

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 import coach  # noqa: F401  (fills the registries whose names are the allowed values)
-from coach.babysit.findings import ADVICE, CODES, SEVERITY
+from coach.babysit.findings import ADVICE, CODES, FOUND_BY, SEVERITY
 from coach.config import ACTIVATIONS, DATASETS, INITS, LOSSES, MODELS, OPTIMIZERS, SCHEDULES, Config
 
 # What each key does, where the field itself carries no description.
@@ -72,8 +72,6 @@ DOC = {
     "train.batch_size": "examples per step (under DDP: the global batch)",
     "train.loss": "softmax cross-entropy or the multiclass SVM (hinge)",
     "train.device": "auto: cuda, else mps, else cpu",
-    "train.precision": "auto: bf16 (or fp16 with loss scaling) on CUDA, fp32 elsewhere",
-    "train.channels_last": "CUDA images: NHWC memory layout",
     "train.grad_clip": "clip the global gradient norm to this",
     "train.monitor": "the validation metric that picks the best checkpoint and drives early stopping",
     "train.mode": "max for accuracies, min for losses",
@@ -182,9 +180,9 @@ def config_reference() -> str:
 
 
 def findings_reference() -> str:
-    rows = ["| code | usual severity | what it means | what to do |", "|---|---|---|---|"]
+    rows = ["| code | usual severity | what it means | what to do | found by |", "|---|---|---|---|---|"]
     for code, meaning in CODES.items():
-        rows.append(f"| `{code}` | {SEVERITY[code]} | {_cell(meaning)} | {_cell(ADVICE[code])} |")
+        rows.append(f"| `{code}` | {SEVERITY[code]} | {_cell(meaning)} | {_cell(ADVICE[code])} | {FOUND_BY[code]} |")
     return "\n".join(rows)
 
 

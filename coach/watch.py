@@ -31,7 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from coach.babysit.diagnose import diagnose
-from coach.babysit.findings import Finding
+from coach.babysit.findings import Finding, merged
+from coach.babysit.userbugs import Inspector, batch_dependence, diagnose_loop
 from coach.config import OPTIMIZERS, Config, save_config
 from coach.errors import UserError
 from coach.train.monitors import LayerMonitor
@@ -63,6 +64,10 @@ class Watch:
         self._start = time.perf_counter()
         self._metrics_file = None
         self.closure = closure
+        # the bugs of a hand-written loop (coach.babysit.userbugs): evidence from hooks that only read
+        self.inspector = Inspector(model, optimizer, every, closure)
+        self.batch_finding: Finding | None = None
+        self._batch_checked = False
 
     # ------------------------------------------------------------------ the block
     def __enter__(self) -> "Watch":
@@ -71,6 +76,7 @@ class Watch:
                 raise UserError(f"{self.out}: already holds a run; give coach.watch a new folder")
             self.out.mkdir(parents=True, exist_ok=True)
             self._metrics_file = open(self.out / "metrics.jsonl", "a", buffering=1)
+        self.inspector.attach()
         if not self.closure:
             self._hooks.append(self.optimizer.register_step_pre_hook(lambda *_: self.before_update()))
         self._hooks.append(self.optimizer.register_step_post_hook(lambda *_: self._after_update()))
@@ -82,6 +88,7 @@ class Watch:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.inspector.detach()
         for h in self._hooks:
             h.remove()
         self._hooks.clear()
@@ -97,6 +104,7 @@ class Watch:
     def step(self, loss: Tensor | float) -> None:
         """After optimizer.step(): the step's training loss (a tensor or a number)."""
         self.steps += 1
+        self.inspector.read_loss(loss, self.steps)
         value = float(loss.detach()) if isinstance(loss, Tensor) else float(loss)
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.lrs.add(lr)
@@ -108,7 +116,9 @@ class Watch:
 
     def evaluate(self, **metrics: float) -> None:
         """Validation (and training) metrics now, e.g. evaluate(val_acc=0.91, val_loss=0.3,
-        train_acc=0.95): with accuracies the diagnosis also judges over- and underfitting."""
+        train_acc=0.95, val_examples=1000): with accuracies the diagnosis also judges over- and
+        underfitting, and a final accuracy no better than guessing (with val_examples, within
+        the noise of chance; without, at most 10% over 1/C)."""
         bad = [k for k, v in metrics.items() if not isinstance(v, (int, float))]
         if bad:
             raise UserError(f"coach.watch evaluate: {bad} must be numbers")
@@ -133,6 +143,16 @@ class Watch:
 
     def before_update(self) -> None:
         """The gradients are in place and the update is next (sampled steps read them now)."""
+        if self.closure:  # otherwise the inspector's own step pre-hook has run
+            self.inspector.before_step()
+        if not self._batch_checked and self.monitor is not None:
+            # once, at the first step (outside any forward): do examples in a batch depend on each other?
+            self._batch_checked = True
+            self.inspector.paused = True
+            try:
+                self.batch_finding = batch_dependence(self.model, self.monitor.probe)
+            finally:
+                self.inspector.paused = False
         if self.monitor is not None:
             self.monitor.before_update(self.steps)
 
@@ -157,7 +177,9 @@ class Watch:
         lrs = [m["lr"] for m in self.metrics if m["type"] == "step"]
         return Config.model_validate({
             "data": {"name": "arrays"}, "model": {"name": "module"},  # the model is yours (coach.nn.own)
-            "optim": {"name": name, "lr": lrs[0] if lrs else g["lr"], "weight_decay": g.get("weight_decay", 0.0)},
+            # an LR of 0 (a loop that learns nothing on purpose, or by a bug) is not a config value
+            "optim": {"name": name, "lr": max(lrs[0] if lrs else g["lr"], 1e-12),
+                      "weight_decay": g.get("weight_decay", 0.0)},
             # a changing LR is not "constant"; step decay is the closest registered name
             "schedule": {"name": "constant" if len(self.lrs) <= 1 else "step"}})
 
@@ -165,14 +187,31 @@ class Watch:
         losses = [m["loss"] for m in self.metrics if m["type"] == "step"]
         nonfinite = sum(not math.isfinite(v) for v in losses)
         evals = self.evals
+        final = {k: v for k, v in evals[-1].items() if k != "type"} if evals else {}
         return {"steps": self.steps, "status": "diverged" if losses and not math.isfinite(losses[-1]) else "finished",
                 "stop_reason": "the loss became non-finite" if losses and not math.isfinite(losses[-1]) else None,
-                "skipped_steps": nonfinite, "final": {k: v for k, v in evals[-1].items() if k != "type"} if evals
-                else {}, "time": time.perf_counter() - self._start, "watched": True, "num_classes": self.num_classes}
+                "skipped_steps": nonfinite, "final": final, "time": time.perf_counter() - self._start,
+                "watched": True, "num_classes": self.num_classes,
+                # the diagnosis judges chance within the noise of n examples; unknown, a narrow band over 1/C
+                "val_examples": final.get("val_examples") or chance_band(self.num_classes)}
 
     def diagnose(self) -> list[Finding]:
+        """The curves' diagnosis, as for coach's own runs, with the loop's own bugs first: a bug
+        explains the symptoms the curves show (a missing zero_grad looks like an LR too high)."""
         monitors = self.monitor.records if self.monitor is not None else []
-        return diagnose(self.config(), self.metrics, self.summary(), monitors, self.num_classes)
+        losses = [m["loss"] for m in self.metrics if m["type"] == "step"]
+        bugs = diagnose_loop(self.inspector.ev, losses, self.epoch_steps()) + \
+            ([self.batch_finding] if self.batch_finding else [])
+        curves = diagnose(self.config(), self.metrics, self.summary(), monitors, self.num_classes)
+        if bugs:  # the symptoms a bug causes are not separate causes: the bug first, they follow as remarks
+            return merged(bugs) + [f for f in curves if f.code == "at_chance"] + \
+                [Finding(f.code, "info", f.message, f.advice, f.evidence) for f in curves if f.code != "at_chance"]
+        return curves
+
+    def epoch_steps(self) -> int | None:
+        """Steps between the first two evaluations: an epoch, when evaluate is called once an epoch."""
+        evals = self.evals
+        return evals[0]["step"] if evals and evals[0]["step"] > 0 else None
 
     def _write_run(self) -> None:
         from coach.report import render_run
@@ -187,6 +226,15 @@ class Watch:
 
     def _probe_shape(self) -> tuple[int, ...]:
         return tuple(self.monitor.probe.shape[1:]) if self.monitor is not None else ()
+
+
+def chance_band(num_classes: int | None) -> int | None:
+    """The number of validation examples whose 3-standard-error band over chance is 10% of 1/C
+    (used when the loop does not say how many it validated on)."""
+    if not num_classes:
+        return None
+    c = 1.0 / num_classes
+    return math.ceil(9 * c * (1 - c) / (0.1 * c) ** 2)
 
 
 def watch(model: nn.Module, optimizer: torch.optim.Optimizer, out: str | Path | None = None, every: int = 50,

@@ -46,78 +46,133 @@ def tta_modes(cfg: Config, kind: str) -> list[str]:
     return trained_views(kind, a.hflip, a.crop_padding, a.resized_crop, a.shift)
 
 
-def planned_passes(cfg: Config, data: Data, ema: bool, runner_up: bool) -> tuple[float, int]:
+def planned_passes(cfg: Config, data: Data, ema: bool, others: int) -> tuple[float, int]:
     """What `choose` and the test cost at most, in examples forwarded: (validation and
-    batch-norm passes, test passes), for the reserve the autopilot keeps for them."""
+    batch-norm passes, test passes), for the reserve the autopilot keeps for them. others:
+    ensemble members besides the final model (its other members, the decisions' runner-up)."""
     x = data.val.x if len(data.val) else data.train.x
     views_ = [view_count(m, x) for m in tta_modes(cfg, data.kind)]
-    val = (1 + ema + runner_up + sum(views_)) * len(data.val) + ema * min(len(data.train), BN_EXAMPLES)
-    return val, (max([1, *views_]) + runner_up) * len(data.test)
+    most = max([1, *views_])
+    val = (1 + ema + sum(views_) + others * most) * len(data.val) + ema * min(len(data.train), BN_EXAMPLES) \
+        + most * min(len(data.val), len(data.train))  # the chosen model's training accuracy
+    return val, most * (1 + others) * len(data.test)
+
+
+def better(row: dict[str, Any]) -> tuple[float, float]:
+    """Validation accuracy, a tie broken by validation loss (a saturated accuracy cannot tell
+    an early checkpoint from a converged one; the loss can)."""
+    return row["acc"], -row["loss"]
+
+
+class Shortlist:
+    """The candidates tried so far, each with its validation scores, and the seconds they cost
+    (forward passes over the validation split, priced at eval_example seconds per example)."""
+
+    def __init__(self, data: Data, eval_example: float, seconds: float):
+        self.data, self.eval_example, self.seconds = data, eval_example, seconds
+        self.rows: list[dict[str, Any]] = []
+        self.spent = 0.0
+
+    def price(self, views_: int, extra: float = 0.0) -> float:
+        return views_ * len(self.data.val) * self.eval_example + extra
+
+    def affords(self, views_: int, extra: float = 0.0) -> bool:
+        return self.spent + self.price(views_, extra) <= self.seconds
+
+    def add(self, name: str, probs: torch.Tensor, views_: int, choice: dict[str, Any], extra: float = 0.0) -> None:
+        self.spent += self.price(views_, extra)
+        self.rows.append({"name": name, **scores(probs, self.data.val.y), "views": views_, "probs": probs,
+                          "choice": choice, "seconds": self.price(views_, extra)})
+
+    def best(self) -> dict[str, Any]:
+        return max(self.rows, key=better)  # full ties: the first, i.e. the cheapest
 
 
 def choose(final_dir: Path, data: Data, eval_example: float, seconds: float,
-           runner_up: Path | None = None, predictions_to: Path | None = None,
-           template: torch.nn.Module | None = None) -> dict[str, Any]:
-    """Try the candidates on validation, cheapest first, while they fit `seconds` (priced at
-    eval_example seconds per example and view); returns the table and the choice.
-    predictions_to: where the chosen candidate's validation predictions go (for the page)."""
+           others: list[tuple[str, list[Path]]] | None = None, predictions_to: Path | None = None,
+           template: torch.nn.Module | None = None, views: bool = True) -> dict[str, Any]:
+    """Try the candidates on validation, cheapest first, while they fit `seconds`: the best or
+    EMA weights, then the test-time views the model was trained on, then ensembles with the
+    runs in `others` (label, run directories: the final's other members, the decisions'
+    runner-up; each seen through the same views). Returns the table and the choice. views=False:
+    no test-time views among the candidates. predictions_to: where the chosen candidate's
+    validation predictions go (for the page)."""
     cfg = Run.open(final_dir).config
-    n_val, pad = len(data.val), tta_pad(cfg)
-    price = lambda views_: views_ * n_val * eval_example  # noqa: E731
-    spent = price(1)
-    rows: list[dict[str, Any]] = []
-    best = load_weights(final_dir, "best", data, template)
-    p_best = predict_proba(best, data.val.x, pad=pad)
-    rows.append({"name": "best weights", "acc": scores(p_best, data.val.y)["acc"], "views": 1, "probs": p_best,
-                 "choice": {"weights": "best", "tta": "none", "ensemble": []}})
-    models, probs = {"best": best}, {"best": p_best}
-    if (final_dir / "weights" / "ema.safetensors").exists() and spent + price(1) + \
-            min(len(data.train), BN_EXAMPLES) * eval_example <= seconds:
-        spent += price(1) + min(len(data.train), BN_EXAMPLES) * eval_example
+    pad, bn = tta_pad(cfg), min(len(data.train), BN_EXAMPLES) * eval_example
+    short = Shortlist(data, eval_example, seconds)
+    models = {"best": load_weights(final_dir, "best", data, template)}
+    short.add("best weights", predict_proba(models["best"], data.val.x, pad=pad), 1,
+              {"weights": "best", "tta": "none", "ensemble": []})
+    if (final_dir / "weights" / "ema.safetensors").exists() and short.affords(1, bn):
         models["ema"] = load_weights(final_dir, "ema", data, template)
-        probs["ema"] = predict_proba(models["ema"], data.val.x, pad=pad)
-        rows.append({"name": "EMA weights", "acc": scores(probs["ema"], data.val.y)["acc"], "views": 1,
-                     "probs": probs["ema"], "choice": {"weights": "ema", "tta": "none", "ensemble": []}})
-    base = max(rows, key=lambda r: r["acc"])
+        short.add("EMA weights", predict_proba(models["ema"], data.val.x, pad=pad), 1,
+                  {"weights": "ema", "tta": "none", "ensemble": []}, bn)
+    base = short.best()
     which = base["choice"]["weights"]
-    modes = tta_modes(cfg, data.kind)
-    for mode in sorted(modes, key=lambda m: view_count(m, data.val.x)):
+    for mode in sorted(tta_modes(cfg, data.kind) if views else [], key=lambda m: view_count(m, data.val.x)):
         k = view_count(mode, data.val.x)
-        if spent + price(k) > seconds:
+        if not short.affords(k):
             break
-        spent += price(k)
-        p = predict_proba(models[which], data.val.x, mode, pad=pad)
-        rows.append({"name": f"{base['name']} + TTA {mode}", "acc": scores(p, data.val.y)["acc"], "views": k,
-                     "probs": p, "choice": {"weights": which, "tta": mode, "ensemble": []}})
-    if runner_up is not None and (runner_up / "weights" / "final.safetensors").exists() and \
-            spent + price(1) <= seconds:
-        spent += price(1)
-        other = predict_proba(Run.open(runner_up).load_model("final"), data.val.x, pad=pad)
-        both = ensemble([probs[which], other])
-        rows.append({"name": f"{base['name']} + the search's runner-up (ensemble)",
-                     "acc": scores(both, data.val.y)["acc"], "views": 2, "probs": both,
-                     "choice": {"weights": which, "tta": "none", "ensemble": [str(runner_up)]}})
-    pick = max(rows, key=lambda r: r["acc"])  # ties: the first, i.e. the cheapest
+        short.add(f"{base['name']} + TTA {mode}", predict_proba(models[which], data.val.x, mode, pad=pad), k,
+                  {"weights": which, "tta": mode, "ensemble": []})
+    lead = short.best()
+    for label, dirs in others or []:
+        k = lead["views"] * len(dirs)
+        dirs = [d for d in dirs if (d / "weights" / "final.safetensors").exists()]
+        if not dirs or not short.affords(k):
+            continue
+        members = [predict_proba(Run.open(d).load_model("final"), data.val.x, lead["choice"]["tta"], pad=pad)
+                   for d in dirs]
+        short.add(f"{lead['name']} + {label} (ensemble)", ensemble([lead["probs"], *members]), k,
+                  {**lead["choice"], "ensemble": [str(d) for d in dirs]})
+    pick = short.best()
     # the chosen weights, batch norm re-estimated for EMA, so `coach predict` needs no data
     save_safetensors(models[pick["choice"]["weights"]].state_dict(), final_dir / "weights" / "chosen.safetensors")
     if predictions_to is not None:
         conf, pred = pick["probs"].max(1)
         save_predictions(predictions_to, pred, conf, data.val.y, data.val.x)
-    for r in rows:  # what each alternative cost: forward passes over the validation split, priced
-        r["seconds"] = price(r["views"])
-    return {"candidates": [{k: v for k, v in r.items() if k not in ("choice", "probs")} for r in rows],
-            "choice": pick["choice"],
-            "pick": pick["name"],
-            "decision": "on the validation split: " + ", ".join(f"{r['name']} {sig(r['acc'])}" for r in rows)
-                        + f" -> {pick['name']}"}
+    return {"candidates": [{k: v for k, v in r.items() if k not in ("choice", "probs")} for r in short.rows],
+            "choice": pick["choice"], "pick": pick["name"], **gap(models[pick["choice"]["weights"]], pick, data, pad),
+            "decision": "on the validation split: " + ", ".join(f"{r['name']} {sig(r['acc'])}" for r in short.rows)
+                        + f" -> {pick['name']}" + tie_note(short.rows, pick)
+                        + (early_note(Run.open(final_dir).summary) if pick["choice"]["weights"] == "best" else "")}
+
+
+def gap(model: torch.nn.Module, pick: dict[str, Any], data: Data, pad: int) -> dict[str, float]:
+    """The generalization gap of what was chosen: its training accuracy on as many training
+    examples as validation has, through the same views (eval mode, no augmentation)."""
+    n = min(len(data.val), len(data.train))
+    train = scores(predict_proba(model, data.train.x[:n], pick["choice"]["tta"], pad=pad), data.train.y[:n])["acc"]
+    return {"train_acc": train, "gap": train - pick["acc"]}
+
+
+def early_note(summary: dict[str, Any]) -> str:
+    """Why, when the chosen weights throw away most of the training: the best checkpoint came early."""
+    step, steps = summary.get("best", {}).get("step"), summary.get("steps") or 0
+    if step is None or not steps or step >= 0.5 * steps:
+        return ""
+    return (f"; the best weights are from step {step} of {steps} ({step / steps:.0%} of the training): every later "
+            "checkpoint and the averaged weights did worse on validation, so the rest of the training is not used "
+            "(the sign of overfitting, or of a validation split too small to tell them apart)")
+
+
+def tie_note(rows: list[dict[str, Any]], pick: dict[str, Any]) -> str:
+    """Why, when the accuracy alone could not decide."""
+    tied = [r for r in rows if r is not pick and r["acc"] == pick["acc"]]
+    if not tied:
+        return ""
+    return (f" (a tie on accuracy with {', '.join(r['name'] for r in tied)}, broken by the validation loss: "
+            f"{sig(pick['loss'])} against {', '.join(sig(r['loss']) for r in tied)})")
 
 
 def predict_with_choice(final_dir: Path, choice: dict[str, Any], x: torch.Tensor) -> Any:
-    """Probabilities of the chosen model (weights, test-time views, ensemble) on inputs x."""
+    """Probabilities of the chosen model (weights, test-time views, ensemble members seen
+    through the same views) on inputs x."""
     run = Run.open(final_dir)
-    probs = [predict_proba(run.load_model("chosen"), x, choice.get("tta", "none"), pad=tta_pad(run.config))]
+    tta, pad = choice.get("tta", "none"), tta_pad(run.config)
+    probs = [predict_proba(run.load_model("chosen"), x, tta, pad=pad)]
     for d in choice.get("ensemble", []):
-        probs.append(predict_proba(Run.open(d).load_model("final"), x))
+        probs.append(predict_proba(Run.open(d).load_model("final"), x, tta, pad=pad))
     return ensemble(probs)
 
 

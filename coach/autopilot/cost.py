@@ -11,10 +11,9 @@ knows what hardware it runs on.
 """
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -25,6 +24,7 @@ from coach.nn.models import build_model
 from coach.nn.own import Own
 from coach.optim import build_optimizer
 from coach.train.loop import eval_batch_size, pick_device
+from coach.train.speed import autocast_dtype, step_seconds, sync, uses_channels_last
 from coach.train.losses import make_loss
 
 # widths of the plain recipe's family (conv: channels of the first stage; mlp: hidden units)
@@ -50,14 +50,10 @@ def ladder(kind: str) -> tuple[int, ...]:
     return LADDERS["mlp" if kind == "vector" else "conv"]
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_config(cfg: Config, data: Data, steps: int = 8, warmup: int = 2, max_seconds: float = 1.0,
                 timer: Callable[[], float] = time.perf_counter, own: Own | None = None) -> Cost:
-    """Measure cfg's model (own: the user's module or factory, coach.nn.own): `warmup` + `steps`
+    """Measure cfg's model (own: the user's module or factory, coach.nn.own) as the trainer runs
+    it (cfg's resolved precision and memory layout, its augmentation): `warmup` + `steps`
     training steps (fewer, at least 3, when they would take over `max_seconds`), then a few
     validation batches."""
     device = pick_device(cfg.train.device)
@@ -65,44 +61,38 @@ def time_config(cfg: Config, data: Data, steps: int = 8, warmup: int = 2, max_se
     model = (own.build(cfg, data.input_shape, data.num_classes, data.preprocess) if own is not None else
              build_model(cfg.model, data.input_shape, data.num_classes, cfg.regularize, data.preprocess,
                          batch=data.train.x[:256])).to(device)
+    layout = torch.channels_last if cfg.train.channels_last is True and uses_channels_last(model) else None
+    if layout is not None:
+        model = model.to(memory_format=layout)
+    amp = autocast_dtype(cfg.train.precision, device)
     opt = build_optimizer(cfg.optim, model)
     loss_fn = make_loss(cfg.train.loss, cfg.regularize.label_smoothing)
     augment = Augment(cfg.augment, data.kind, data.train.x)
     g = torch.Generator(device).manual_seed(cfg.seed)
     bs = min(cfg.train.batch_size, len(data.train))
     x_all, y_all = data.train.x.to(device), data.train.y.to(device)
-    model.train()
-    times: list[float] = []
-    i = 0
-    while i < warmup + steps:
-        idx = torch.randint(0, len(data.train), (bs,), device=device, generator=g)
-        _sync(device)
-        t0 = timer()
-        x, y, _, _ = augment(x_all[idx], y_all[idx], g) if augment.active else (x_all[idx], y_all[idx], None, 1.0)
-        loss = loss_fn(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss.item()  # the loop reads the loss every step too
-        _sync(device)
-        times.append(timer() - t0)
-        i += 1
-        if i == warmup + 1 and times[-1] * steps > max_seconds:  # slow steps: fewer of them, at least 3
-            steps = max(3, int(max_seconds / max(times[-1], 1e-9)))
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:  # the augmentation is part of a step's price
+            idx = torch.randint(0, len(data.train), (bs,), device=device, generator=g)
+            x, y = x_all[idx], y_all[idx]
+            x, y = augment(x, y, g)[:2] if augment.active else (x, y)
+            yield (x.contiguous(memory_format=layout) if layout is not None else x), y
+
+    step = step_seconds(model, opt, loss_fn, batches(), steps, warmup, amp, max_seconds, timer)
     model.eval()
     eb = eval_batch_size(device)
     n = min(4 * eb, max(len(data.val), 1))
     xv = (data.val.x[:n] if len(data.val) else data.train.x[:n]).to(device)
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
         model(xv[:eb])  # the first call at a new batch shape allocates
-        _sync(device)
+        sync(device)
         t0 = timer()
         for i in range(0, n, eb):  # as evaluation runs: batches of eval_batch_size
             model(xv[i:i + eb]).argmax(1).sum().item()
-        _sync(device)
+        sync(device)
         eval_time = timer() - t0
-    return Cost(cfg.model.width, statistics.median(times[warmup:]), eval_time / len(xv),
-                sum(p.numel() for p in model.parameters()))
+    return Cost(cfg.model.width, step, eval_time / len(xv), sum(p.numel() for p in model.parameters()))
 
 
 def choose_threads(cfg: Config, data: Data, measure: Callable[[Config, Data], Cost] | None = None,

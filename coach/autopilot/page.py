@@ -12,12 +12,12 @@ from coach.babysit.diagnose import read_jsonl
 from coach.data.download import atomic_write_bytes
 from coach.fmt import seconds as duration_text
 from coach.fmt import sig
-from coach.report.figures import plot_lr_vs_val, plot_timeline
+from coach.report.figures import plot_decisions, plot_lr_vs_val, plot_timeline
 from coach.report.page import STYLE, findings_html, img
 
 STAGES = (("setup", "1. Data and the plain recipe (the floor)"), ("cost", "2-3. Cost model and model size"),
-          ("check", "4. Babysitter checks"), ("search", "5. Search (successive halving in seconds)"),
-          ("curves", "6. Reading the winner's curves"), ("final", "7. Final training"),
+          ("check", "4. Babysitter checks"), ("search", "5. Decisions, judged at the length that counts"),
+          ("curves", "6. Reading the floor's curves"), ("final", "7. Final training"),
           ("choose", "8. What helps (validation split)"), ("test", "9. Test set (once)"))
 
 
@@ -45,22 +45,46 @@ def stage_details(s: Session, name: str, info: dict[str, Any]) -> list[str]:
         parts.append(findings_html(info["findings"]))
     if name == "search" and (s.out / "sweep" / "sweep.json").exists():
         sweep = json.loads((s.out / "sweep" / "sweep.json").read_text())
-        keys = list(sweep["space"])
-        parts.append(table(["rung", "trial", *keys, "val acc", "seconds", "epochs", "status"],
-                           [[t["stage"], t["number"], *[t["params"].get(k, "unchanged" if t["number"] == 0 else "")
-                                                         for k in keys],
-                             t["value"] if t["value"] is not None else "", t.get("seconds", 0.0),
-                             t.get("epochs", 0.0), t["status"]] for t in sweep["trials"]]))
-        if info.get("outcome"):
-            parts.append(f"<p>{html.escape(info['outcome'])}</p>")
-        parts.append("<p><a href='sweep/report.html'>command center: every trial's curves</a></p>")
+        parts.append(table(["option", "length", "seconds", "epochs", "val acc", "train acc", "status"],
+                           [[t["params"].get("option", ""), t["stage"], t.get("seconds", 0.0), t.get("epochs", 0.0),
+                             t["value"] if t["value"] is not None else "", t.get("train_acc", ""), t["status"]]
+                            for t in sweep["trials"]]))
+        j = info.get("judgement")
+        if j:
+            parts.append(img(decisions_figure(s, info, sweep), "decisions"))
+            parts.append(table(["option", "predicted val acc at the final length", "gain over the floor",
+                                "standard error", "adopted"],
+                               [["floor", j["floor_acc"], "", "", ""]] +
+                               [[v["option"], v["predicted_acc"], v["gain"], v["se"], "yes" if v["adopted"] else ""]
+                                for v in j["verdicts"]]))
+        parts.append("<p><a href='sweep/report.html'>command center: every run's curves</a></p>")
     if name == "choose" and info.get("candidates"):
-        parts.append(table(["candidate", "val acc", "views", "seconds", "chosen"],
-                           [[c["name"], c["acc"], c["views"], c.get("seconds", ""),
+        parts.append(table(["candidate", "val acc", "val loss", "views", "seconds", "chosen"],
+                           [[c["name"], c["acc"], c.get("loss", ""), c["views"], c.get("seconds", ""),
                              "yes" if c["name"] == info.get("pick") else ""] for c in info["candidates"]]))
+        gap = info.get("gap")
+        if isinstance(gap, dict):
+            parts.append(table(["train - validation accuracy", "predicted (from the decision runs)", "realized"],
+                               [["the final model", f"{sig(gap['predicted'])} +- {sig(gap['predicted_se'])}",
+                                 gap["realized"]]]))
     if name == "final" and (s.out / "final" / "summary.json").exists():
         parts.append("<p><a href='final/report.html'>the final run's report: curves, monitors, findings</a></p>")
     return parts
+
+
+def decisions_figure(s: Session, info: dict[str, Any], sweep: dict[str, Any]) -> str | None:
+    """The decision runs as curves, each arm's prediction at the final length, and where the
+    final model ended (its chosen weights' validation accuracy)."""
+    arms: dict[str, list[tuple[float, float]]] = {}
+    lengths = info["plan"]["lengths"]
+    for t in sorted(sweep["trials"], key=lambda t: t["stage"]):
+        if t["value"] is not None:
+            arms.setdefault(t["params"]["option"], []).append((lengths[int(t["stage"].split("-")[1]) - 1], t["value"]))
+    j = info["judgement"]
+    predicted = {"floor": j["floor_acc"], **{v["option"]: v["predicted_acc"] for v in j["verdicts"]}}
+    pick = s.done("choose") or {}
+    realized = next((c["acc"] for c in pick.get("candidates", []) if c["name"] == pick.get("pick")), None)
+    return plot_decisions(arms, predicted, info["plan"]["final"], realized)
 
 
 def result_block(s: Session, st: dict[str, Any]) -> list[str]:
@@ -107,7 +131,7 @@ def lr_points(s: Session, st: dict[str, Any]) -> list[dict[str, Any]]:
             if t.get("run_dir") and (Path(t["run_dir"]) / "config.yaml").exists():
                 cfg = Run.open(t["run_dir"]).config
                 points.append({"lr": cfg.optim.lr, "val": t["value"], "width": cfg.model.width,
-                               "stopped": t["status"] not in ("promoted", "complete")})
+                               "stopped": t["status"] not in ("promoted", "complete", "completed")})
     return points
 
 

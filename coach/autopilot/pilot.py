@@ -29,6 +29,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,9 +39,11 @@ from torch import nn
 from coach.autopilot import plan as P
 from coach.autopilot.choose import choose, planned_passes, test_once
 from coach.autopilot.cost import Cost, choose_threads, ladder, measure_ladder, time_config
+from coach.nn.models import build_model
+from coach.train.speed import plan_speed
 from coach.autopilot.recipe import data_section, floor_lr, plain_recipe
 from coach.autopilot.session import EpochLines, Session, SessionInterrupted
-from coach.autopilot.trials import run_search
+from coach.autopilot.decide import planned_epochs, run_decisions
 from coach.babysit import check, diagnose_run, problems
 from coach.babysit.diagnose import chance_message, within_noise_of_chance
 from coach.config import Config, make_config, parse_duration
@@ -51,13 +54,16 @@ from coach.nn.own import Own, as_own
 from coach.errors import UserError
 from coach.fmt import seconds as duration_text, sig
 from coach.search.engine import SearchInterrupted
-from coach.search.halving import planned_epochs
 from coach.train import Run, fit
 from coach.train.loop import interrupt_flag, pick_device
 from coach.train.run import TempDir, write_json
 from coach.autopilot.result import SessionResult
 
 CHECK_SHARE = 0.04  # of the budget, for the babysitter's checks
+# decisions that can be forced off (bench/autopilot.py's table of what each buys): the measured
+# precision/layout/batch, the floor's augmentation, a width other than the plain one, the decision
+# runs, EMA in the final training, test-time views
+WITHOUT = ("speed", "augmentation", "width", "decisions", "ema", "tta")
 COST_SHARE = 0.03  # at most, for timing the model sizes
 REPORT_SECONDS = 3.5  # rendering the pages in a fresh process (matplotlib import, the run and sweep plots): 1-3 s measured
 
@@ -101,7 +107,8 @@ def open_session(data: str | None, budget: float, out: str | Path | None, resume
 def autopilot(data: str | Any = None, budget: float | str = 1200.0, out: str | Path | None = None,
               resume: str | Path | None = None, seed: int = 0, started: float | None = None,
               quiet: bool = False, data_options: dict[str, Any] | None = None,
-              model: nn.Module | Callable[..., nn.Module] | None = None) -> SessionResult:
+              model: nn.Module | Callable[..., nn.Module] | None = None,
+              without: tuple[str, ...] | list[str] = ()) -> SessionResult:
     """Train the best model the budget (seconds) affords on `data`: a dataset name, an .npz
     file or a folder of images, or data held in memory ((x, y) arrays or tensors, a dict, a
     torch Dataset or DataLoader: coach.data.memory); `data_options`: other data.* settings,
@@ -110,19 +117,26 @@ def autopilot(data: str | Any = None, budget: float | str = 1200.0, out: str | P
     in place of coach's plain recipe model. `started`: when the clock began (time.time(); the
     CLI passes the process's start), default now. Returns the result (also in OUT/result.json);
     with data in memory and no `out`, the session lives in a temporary directory that
-    result.save(path) keeps."""
+    result.save(path) keeps. without: decisions to force off, to see what each buys (WITHOUT:
+    speed, augmentation, width, decisions, ema, tta)."""
     if isinstance(budget, str):  # "30s", "20m" as on the command line
         try:
             budget = parse_duration(budget)
         except ValueError as e:
             raise UserError(f"budget: {e}") from None
     own = as_own(model)
+    unknown = sorted(set(without) - set(WITHOUT))
+    if unknown:
+        raise UserError(f"without: {', '.join(unknown)} is not a decision of the autopilot; allowed: "
+                        f"{', '.join(WITHOUT)}")
     held = data if in_memory(data) and not isinstance(data, (str, os.PathLike)) else None
     keep = TempDir("coach-autopilot-") if held is not None and out is None and resume is None else None
     if keep is not None:
         out = keep.path
     s, name, options, seed = open_session("arrays" if held is not None else data, budget, out, resume, started,
                                           quiet, dict(data_options or {}), seed, own)
+    if resume is None:
+        s.state["without"] = sorted(without)
     threads = torch.get_num_threads()
     try:
         with interrupt_flag() as interrupted:  # Ctrl-C: the running stage stops at a step, then the session
@@ -136,134 +150,228 @@ def autopilot(data: str | Any = None, budget: float | str = 1200.0, out: str | P
         torch.set_num_threads(threads)  # the cost stage may have chosen fewer for this session
 
 
+@dataclass
+class Pilot:
+    """What every stage reads: the session, the data, the floor and how an epoch is priced."""
+    s: Session
+    data: Data
+    floor: Config
+    why: str  # the floor's reasons
+    sizing: P.Sizing
+    epochs: tuple[int, int, str]  # the final training's target and minimum epochs, and why
+    own: Own | None = None
+    without: frozenset[str] = frozenset()  # decisions forced off (WITHOUT)
+
+    def cost(self) -> Cost:
+        c = self.s.done("cost")
+        return Cost(**next(x for x in c["costs"] if x["width"] == c["width"]))
+
+    def base(self) -> Config:
+        """The floor at the measured speed and the chosen size, at the LR the checks kept."""
+        c, check_ = self.s.done("cost"), self.s.done("check")
+        cfg = self.floor.replace(**c["settings"], **{"model.width": c["width"]})
+        return cfg.replace(**{"optim.lr": check_["lr"]}) if check_ else cfg
+
+
 def run_stages(s: Session, data: str, options: dict[str, Any], seed: int, own: Own | None = None,
                held: Any = None) -> dict[str, Any]:
     data_cfg = {"name": "arrays", **options} if held is not None else data_section(data, options)
     loaded = as_data(held, make_config({"data": data_cfg}))[0] if held is not None else \
         load_data(make_config({"data": data_cfg}).data)
-    floor, why = plain_recipe(data_cfg, loaded, seed, own)
+    without = frozenset(s.state.get("without", []))
+    floor, why = plain_recipe(data_cfg, loaded, seed, own, augment="augmentation" not in without)
     if own is not None:
         own.honoured(floor)
     spe = P.steps_per_epoch(len(loaded.train), floor.train.batch_size)
-    sizing = P.Sizing(spe, len(loaded.val))
-    target, minimum, epochs_why = P.epochs_needed(len(loaded.train), floor.train.batch_size)
+    augmented = floor.augment != make_config({}).augment
+    pilot = Pilot(s, loaded, floor, why, P.Sizing(spe, len(loaded.val)),
+                  P.epochs_needed(len(loaded.train), floor.train.batch_size, augmented), own, without)
+    for name, stage in (("setup", setup_stage), ("cost", cost_stage), ("check", check_stage),
+                        ("search", decide_stage), ("curves", curves_stage), ("final", final_stage),
+                        ("choose", choose_stage)):
+        if not s.done(name):
+            stopped = stage(pilot)
+            if stopped:
+                return finish(s, None, loaded, stopped=stopped)
+    return finish(s, s.out / "final", loaded)
 
-    # 1. the data and the floor ----------------------------------------------------------
-    if not s.done("setup"):
-        s.record("setup", {"decision": why, "data": {"kind": loaded.kind, "shape": list(loaded.input_shape),
-                                                     "classes": loaded.num_classes, "train": len(loaded.train),
-                                                     "val": len(loaded.val), "test": len(loaded.test)},
-                           "config": floor.to_dict()})
 
-    # 2-3. the cost model and the model size ---------------------------------------------
-    if not s.done("cost"):
-        threads, timed, known = choose_threads(floor, loaded, own=own)
-        training = training_seconds(s, reserve=finish_seconds(s, None, loaded)) - CHECK_SHARE * s.budget
-        plain_w = floor.model.width
-        plain = known or time_config(floor, loaded, own=own)
-        bound = P.compute_bound(training, sizing.epoch(plain))
-        # compute-bound: every second trains, at the plain width unless it would get under the minimum
-        # epochs (then narrower sizes are timed); otherwise the final's share leaves room for a search
-        # and wider sizes are timed while they get the target epochs
-        seconds = training if bound else (1 - P.SEARCH_SHARE) * training
-        costs = measure_ladder(floor, loaded, lambda c: (target if c.width >= plain_w else minimum) * sizing.epoch(c)
-                               <= seconds, COST_SHARE * s.budget, known=plain,
-                               up=not bound or minimum * sizing.epoch(plain) <= seconds, own=own,
-                               # your own module has one size, unless its factory takes a width
-                               widths=None if can_widen(own) else (plain_w,))
-        pick, size_why = P.choose_width(costs, seconds, target, minimum, sizing, len(loaded.train), plain_w)
-        regime = (f"compute-bound: the plain width gets {training / sizing.epoch(plain):.1f} epochs in the "
-                  f"{training:.0f}s for training, under the lectures' {P.TARGET_EPOCHS}, so every "
-                  "second trains (no search)" if bound else
-                  f"the plain width gets {training / sizing.epoch(plain):.1f} epochs: room to search")
-        s.record("cost", {"costs": [c.to_dict() for c in costs], "width": pick.width, "epochs": [target, minimum],
-                          "planned": COST_SHARE * s.budget,
-                          "threads": threads, "thread_steps": timed, "compute_bound": bound,
-                          "decision": threads_why(threads, timed) + f"timed {len(costs)} sizes ("
-                                      + ", ".join(f"width {c.width}: {sizing.epoch(c):.3g}s/epoch" for c in costs)
-                                      + f"); {regime}; the final training needs {epochs_why}; chosen: {size_why}"})
-    cost = Cost(**next(c for c in s.done("cost")["costs"] if c["width"] == s.done("cost")["width"]))
-    if s.done("cost").get("threads"):
-        torch.set_num_threads(s.done("cost")["threads"])  # a resumed session keeps the measured choice
-    base = floor.replace(**{"model.width": cost.width})
+def setup_stage(p: Pilot) -> None:
+    d = p.data
+    p.s.record("setup", {"decision": p.why, "data": {"kind": d.kind, "shape": list(d.input_shape),
+                                                     "classes": d.num_classes, "train": len(d.train),
+                                                     "val": len(d.val), "test": len(d.test)},
+                         "config": p.floor.to_dict()})
 
-    # 4. the babysitter's checks ---------------------------------------------------------
-    if not s.done("check"):
-        share = CHECK_SHARE * s.budget
-        checked = check_cost(base, loaded, cost, [Cost(**c) for c in s.done("cost")["costs"]], share,
-                             pick_device(base.train.device).type, own)
-        # without step 5's control models: their cost is not bounded by the share, and the autopilot
-        # acts only on the fatal findings (labels, gradients) and the LR probe
-        result = check(base.replace(**{"model.width": checked.width}), loaded, **P.check_steps(share, checked.step),
-                       controls=False, model=own)
-        write_json(s.out / "check.json", result.to_dict())
-        fatal = [f for f in result.findings if f.severity == "error" and f.code in
-                 ("label_problem", "gradient_check_failed")]
-        lr, lr_why = floor_lr(result.steps.get("lr_probe", []))
-        info = {"findings": [f.to_dict() for f in result.findings], "checked_width": checked.width, "planned": share,
-                "suggested_lr": result.steps.get("lr_range", {}).get("suggested_lr"), "lr": lr,
-                "decision": (f"stopping: {fatal[0].message}. {fatal[0].advice}" if fatal else
-                             f"checks passed on width {checked.width} ({len(problems(result.findings))} warnings); "
-                             + lr_why)}
-        s.record("check", info)
-        if fatal:
-            return finish(s, None, loaded, stopped=info["decision"])
-    base = base.replace(**{"optim.lr": s.done("check")["lr"]})
 
-    # 5. the search ----------------------------------------------------------------------
-    epoch_s = sizing.epoch(cost)
-    if not s.done("search"):
-        plan = P.plan_search(loaded.kind, loaded.input_shape, training_seconds(s, finish_seconds(s, cost, loaded, base)),
-                             epoch_s, cost.step, max(minimum, P.TARGET_EPOCHS)) \
-            if not s.done("cost")["compute_bound"] else P.no_search(loaded.kind, "compute-bound: every second trains")
-        info: dict[str, Any] = {"plan": plan.to_dict(), "decision": plan.why, "winner": None, "planned": plan.seconds}
-        if plan.dims:
-            info.update(run_search(s, plan, base, loaded, cost, epoch_s, seed, own))
-        s.record("search", info)
+def cost_stage(p: Pilot) -> None:
+    """The machine's speed for the floor (precision, layout, batch size), the fastest thread
+    count now, then the model sizes: the widest that gets the epochs it needs in all the time
+    for training (a budget past what one width needs buys a wider one, not epochs it cannot use)."""
+    s, data, own = p.s, p.data, p.own
+    fast, speed_why = machine_settings(p.floor, data, own, s.left()) if "speed" not in p.without else (
+        {"train.precision": "fp32", "train.channels_last": False}, "fp32, NCHW, batch 128 (speed forced off)")
+    floor = p.floor.replace(**fast)
+    threads, timed, known = choose_threads(floor, data, own=own)
+    training = training_seconds(s, reserve=finish_seconds(s, None, data)) - CHECK_SHARE * s.budget
+    target, minimum, epochs_why = p.epochs
+    plain_w, sizing = floor.model.width, p.sizing
+    plain = known or time_config(floor, data, own=own)
+    costs = measure_ladder(floor, data, lambda c: (target if c.width >= plain_w else minimum) * sizing.epoch(c)
+                           <= training, COST_SHARE * s.budget, known=plain,
+                           up=minimum * sizing.epoch(plain) <= training, own=own,
+                           # your own module has one size, unless its factory takes a width
+                           widths=None if can_widen(own) and "width" not in p.without else (plain_w,))
+    pick, size_why = P.choose_width(costs, training, target, minimum, sizing, len(data.train), plain_w)
+    s.record("cost", {"costs": [c.to_dict() for c in costs], "width": pick.width, "epochs": [target, minimum],
+                      "planned": COST_SHARE * s.budget, "settings": fast, "speed": speed_why,
+                      "threads": threads, "thread_steps": timed,
+                      "decision": speed_why + "; " + threads_why(threads, timed) + f"timed {len(costs)} sizes ("
+                                  + ", ".join(f"width {c.width}: {sizing.epoch(c):.3g}s/epoch" for c in costs)
+                                  + f"); the final training needs {epochs_why}; chosen for the {training:.0f}s "
+                                    f"for training: {size_why}"})
+
+
+def machine_settings(floor: Config, data: Data, own: Own | None, budget: float) -> tuple[dict[str, Any], str]:
+    """Precision and memory layout timed on the floor's model (coach.train.speed), then the
+    batch size: twice the floor's when that trains over 10% more examples a second (a GPU; a
+    2-core CPU measured it slower), its LR scaled by sqrt(2) (the square-root rule for Adam,
+    Malladi et al. 2022)."""
+    device = pick_device(floor.train.device)
+    model = own.build(floor, data.input_shape, data.num_classes, data.preprocess) if own is not None else \
+        build_model(floor.model, data.input_shape, data.num_classes, floor.regularize, data.preprocess)
+    speed = plan_speed(floor, model, data, device, budget=budget)
+    settings: dict[str, Any] = {"train.precision": speed.precision, "train.channels_last": speed.channels_last}
+    why = f"precision and layout: {speed.why}"
+    cfg = floor.replace(**settings)
+    bs = cfg.train.batch_size
+    if len(data.train) >= 16 * bs and budget >= 60:  # enough steps an epoch either way, time to look
+        one, two = (time_config(cfg.replace(**{"train.batch_size": b}), data, steps=4, own=own) for b in (bs, 2 * bs))
+        rate = (2 * bs / two.step) / (bs / one.step)
+        if rate > 1.1:
+            settings.update({"train.batch_size": 2 * bs, "optim.lr": cfg.optim.lr * math.sqrt(2)})
+        why += (f"; batch {2 * bs if rate > 1.1 else bs}: batch {2 * bs} trains {rate:.2f}x the examples a second "
+                f"of batch {bs}")
+    return settings, why
+
+
+def check_stage(p: Pilot) -> str | None:
+    s, base, own = p.s, p.base(), p.own
+    share = CHECK_SHARE * s.budget
+    checked = check_cost(base, p.data, p.cost(), [Cost(**c) for c in s.done("cost")["costs"]], share,
+                         pick_device(base.train.device).type, own)
+    # without step 5's control models: their cost is not bounded by the share, and the autopilot
+    # acts only on the fatal findings (labels, gradients) and the LR probe
+    result = check(base.replace(**{"model.width": checked.width}), p.data, **P.check_steps(share, checked.step),
+                   controls=False, model=own)
+    write_json(s.out / "check.json", result.to_dict())
+    fatal = [f for f in result.findings if f.severity == "error" and f.code in
+             ("label_problem", "gradient_check_failed")]
+    lr, lr_why = floor_lr(result.steps.get("lr_probe", []), base.optim.lr)
+    info = {"findings": [f.to_dict() for f in result.findings], "checked_width": checked.width, "planned": share,
+            "suggested_lr": result.steps.get("lr_range", {}).get("suggested_lr"), "lr": lr,
+            "decision": (f"stopping: {fatal[0].message}. {fatal[0].advice}" if fatal else
+                         f"checks passed on width {checked.width} ({len(problems(result.findings))} warnings); "
+                         + lr_why)}
+    s.record("check", info)
+    return info["decision"] if fatal else None
+
+
+def decide_stage(p: Pilot) -> None:
+    """The decisions the time the final training does not need can judge at a length that counts."""
+    s, data, cost, base = p.s, p.data, p.cost(), p.base()
+    epoch_s = p.sizing.epoch(cost)
+    seconds = training_seconds(s, finish_seconds(s, cost, data, base))
+    needed = min(p.epochs[0], P.MAX_FINAL_EPOCHS) * epoch_s
+    costs = [Cost(**c) for c in s.done("cost")["costs"]]
+    wider = next((c for c in sorted(costs, key=lambda c: c.width) if c.width > cost.width
+                  and p.epochs[1] * p.sizing.epoch(c) <= seconds and c.params <= P.PARAMS_PER_EXAMPLE * len(data.train)),
+                 None)
+    options = P.options_for(data.kind, data.input_shape, base.optim.weight_decay,
+                            wider.width if wider is not None else None, mirrors=min(data.input_shape[1:], default=0) >= 8)
+    plan = P.plan_decisions(len(options), seconds, needed, cost.step, P.MAX_FINAL_EPOCHS * epoch_s) \
+        if "decisions" not in p.without else P.no_decisions(seconds, "forced off")
+    info: dict[str, Any] = {"plan": plan.to_dict(), "options": [o.name for o in options], "overrides": {},
+                            "planned": plan.seconds, "decision": plan.why}
+    if plan.arms > 1:
+        # the runs may overrun their plan a little (start-up, evaluation); never into what the final needs
+        deadline = s.deadline() - needed - finish_seconds(s, cost, data, base)
+        info.update(run_decisions(s, plan, options, base, data, epoch_s, deadline, p.own))
+        adopted = info["judgement"]["adopted"]
+        info["decision"] = (plan.why + ". " + info["outcome"] + ". "
+                            + (f"Adopted: {', '.join(adopted)}" if adopted else "The floor stands"))
+    s.record("search", info)
+
+
+def curves_stage(p: Pilot) -> None:
+    """The floor's longest complete run, read as the lectures read curves."""
+    runs = [r for r in json.loads((p.s.out / "sweep" / "decisions.json").read_text())["runs"].values()
+            if r["arm"] == "floor"] if (p.s.out / "sweep" / "decisions.json").exists() else []
+    longest = max(runs, key=lambda r: r["length"]) if runs else None
+    findings = diagnose_run(longest["run_dir"]) if longest else []
+    p.s.record("curves", {"findings": [f.to_dict() for f in findings],
+                          "decision": "the floor's longest decision run: " + (
+                              "; ".join(f.message for f in findings) if findings else "healthy") if longest
+                          else "no decision runs to read"})
+
+
+def final_stage(p: Pilot) -> None:
+    """The adopted configuration from scratch for the time left; when that is more than one
+    model can use (MAX_FINAL_EPOCHS), more members with other seeds, for an ensemble."""
+    s, data, cost = p.s, p.data, p.cost()
     sd = s.done("search")
-    winner = sd["winner"]
-    final_cfg = base.replace(**(winner["overrides"] if winner else {}))
-
-    # 6. the winner's curves -------------------------------------------------------------
-    if not s.done("curves"):
-        findings = diagnose_run(winner["run_dir"]) if winner else []
-        s.record("curves", {"findings": [f.to_dict() for f in findings],
-                            "decision": "the winning trial's curves: " + (
-                                "; ".join(f.message for f in findings) if findings else "healthy") if winner
-                            else "no search trial to read"})
-
-    # 7. the final model ------------------------------------------------------------------
-    final_dir = s.out / "final"
-    if not s.done("final"):
-        left = s.left() - finish_seconds(s, cost, loaded, final_cfg)
-        short = (f"only {duration_text(max(left, 0))} were left for the final training (under one epoch, "
-                 f"{duration_text(sizing.epoch(cost))}): it trained for what was left, never under 1 s; "
-                 if left < sizing.epoch(cost) else "")
-        run = train_final(s, final_cfg, loaded, final_dir, cost, sizing, winner, bool(sd.get("runner_up")), own)
+    final_cfg = p.base().replace(**sd["overrides"])
+    epoch = p.sizing.epoch(cost)
+    left = s.left() - finish_seconds(s, cost, data, final_cfg)
+    k = members(training_seconds(s, finish_seconds(s, cost, data, final_cfg)), P.MAX_FINAL_EPOCHS * epoch)
+    short = (f"only {duration_text(max(left, 0))} were left for the final training (under one epoch, "
+             f"{duration_text(epoch)}): it trained for what was left, never under 1 s; " if left < epoch else "")
+    others = k - 1 + bool(sd.get("runner_up"))
+    dirs = [s.out / "final"] + [s.out / f"final-{i + 1}" for i in range(1, k)]
+    for i, run_dir in enumerate(dirs):
+        run = train_final(s, final_cfg.replace(seed=final_cfg.seed + i), data, run_dir, cost, p.sizing, others,
+                          p.own, ema="ema" not in p.without, share=1 / (k - i))
         if run.summary["status"] == "interrupted":
             raise SessionInterrupted("final training")
-        sm = run.summary
-        start = (f"continued the winning trial ({winner['epochs_done']:.1f} epochs in the search, at a constant LR) "
-                 "with the schedule's decay" if winner else "trained the plain recipe from scratch")
-        ema = Run.open(final_dir).config.train.ema
-        s.record("final", {"summary": sm, "continued_from": winner["run_dir"] if winner else None,
-                           "planned": Run.open(final_dir).config.train.time_budget, "decision":
-                           f"{short}{start} for {sm['epochs']:.1f} {'more ' if winner else ''}epochs in {sm['time']:.0f}s, the "
-                           f"{'cosine decay' if winner else 'one-cycle schedule'} fitted to the time left, "
-                           + (f"EMA of the weights (decay {ema:.4g}, a window of ~10% of the run)" if ema else
-                              f"no EMA (under {P.TARGET_EPOCHS} epochs)")
-                           + f"; best val acc {sig(sm['best']['value'])}"})
+    sm = Run.open(dirs[0]).summary
+    ema = Run.open(dirs[0]).config.train.ema
+    changed = ", ".join(sd["judgement"]["adopted"]) if sd.get("judgement") else ""
+    s.record("final", {"summary": sm, "planned": Run.open(dirs[0]).config.train.time_budget,
+                       "members": [str(d) for d in dirs], "decision":
+                       f"{short}trained the floor{' with ' + changed if changed else ''} from scratch for "
+                       f"{sm['epochs']:.1f} epochs in {sm['time']:.0f}s, the one-cycle schedule fitted to the time "
+                       "left, " + (f"EMA of the weights (decay {ema:.4g}, a window of ~10% of the run)" if ema else
+                                   f"no EMA (under {P.TARGET_EPOCHS} epochs)")
+                       + f"; best val acc {sig(sm['best']['value'])}"
+                       + (f"; the time was more than one model can use ({P.MAX_FINAL_EPOCHS} epochs): {k} members "
+                          "with other seeds, for an ensemble" if k > 1 else "")})
 
-    # 8. what helps, decided on the validation split -------------------------------------
-    if not s.done("choose"):
-        runner_up = sd.get("runner_up")
-        seconds = max(s.left() - REPORT_SECONDS - planned_passes(final_cfg, loaded, True, bool(runner_up))[1]
-                      * cost.eval_example, 0.0)
-        s.record("choose", {**choose(final_dir, loaded, cost.eval_example, seconds,
-                                     Path(runner_up) if runner_up else None, s.out / "val-predictions.npz",
-                                     own.net(final_cfg, loaded.input_shape, loaded.num_classes) if own else None),
-                            "planned": seconds})
-    return finish(s, final_dir, loaded)
+
+def members(seconds: float, most: float) -> int:
+    """Models the final training trains: one, or as many as the time holds of models that each
+    get all they can use (`most` seconds), up to MAX_MEMBERS (lecture 7: an ensemble's "2% extra")."""
+    return int(min(P.MAX_MEMBERS, max(1, seconds // max(most, 1e-9))))
+
+
+def choose_stage(p: Pilot) -> None:
+    s, data, cost = p.s, p.data, p.cost()
+    sd = s.done("search")
+    final_cfg = p.base().replace(**sd["overrides"])
+    runner_up, dirs = sd.get("runner_up"), [Path(d) for d in s.done("final").get("members", [])][1:]
+    others = ([(f"the final's {len(dirs)} other member{'s' * (len(dirs) > 1)}", dirs)] if dirs else []) + \
+        ([("the decisions' runner-up", [Path(runner_up)])] if runner_up else [])
+    seconds = max(s.left() - REPORT_SECONDS - planned_passes(final_cfg, data, True, len(dirs) + bool(runner_up))[1]
+                  * cost.eval_example, 0.0)
+    info = choose(s.out / "final", data, cost.eval_example, seconds, others, s.out / "val-predictions.npz",
+                  p.own.net(final_cfg, data.input_shape, data.num_classes) if p.own else None,
+                  views="tta" not in p.without)
+    judgement = sd.get("judgement")
+    if judgement:  # the generalization gap the decisions projected, beside the one the final model has
+        info["gap"] = {"predicted": judgement["gap"], "predicted_se": judgement["gap_se"], "realized": info["gap"]}
+        info["decision"] += (f"; train-validation gap of the chosen model {sig(info['gap']['realized'])}, "
+                             f"projected from the floor's decision runs {sig(judgement['gap'])} "
+                             f"(+-{sig(judgement['gap_se'])})")
+    s.record("choose", {**info, "planned": seconds})
 
 
 def check_cost(cfg: Config, data: Data, cost: Cost, timed: list[Cost], share: float, device: str,
@@ -297,37 +405,39 @@ def training_seconds(s: Session, reserve: float) -> float:
 
 
 def finish_seconds(s: Session, cost: Cost | None, data: Data, cfg: Config | None = None, ema: bool = True,
-                   runner_up: bool = True) -> float:
+                   others: int = 1) -> float:
     """Seconds kept for choosing on validation, the test and the report: half a percent of the
     budget for the unforeseen, the pages, and (once the model is priced) its forward passes."""
     passes = 0.0
     if cost is not None and cfg is not None:
-        val, test = planned_passes(cfg, data, ema, runner_up)
+        val, test = planned_passes(cfg, data, ema, others)
         passes = (val + test) * cost.eval_example
     return min(0.005 * s.budget + REPORT_SECONDS + passes, 0.12 * s.budget + REPORT_SECONDS)
 
 
 def train_final(s: Session, cfg: Config, data: Data, final_dir: Path, cost: Cost, sizing: P.Sizing,
-                winner: dict[str, Any] | None, runner_up: bool, own: Own | None = None) -> Run:
-    cut = (final_dir / "summary.json").exists() and Run.open(final_dir).summary.get("status") == "interrupted"
-    if (final_dir / "checkpoints" / "last.pt").exists() and (cut or not (final_dir / "summary.json").exists()):
+                others: int, own: Own | None = None, ema: bool = True, share: float = 1.0) -> Run:
+    """The adopted configuration from scratch for `share` of the time left, its one-cycle
+    schedule fitted to it (budgeted training: it ends decayed where its time does). others:
+    the ensemble members choose may add (their predictions are priced into the reserve)."""
+    done = (final_dir / "summary.json").exists() and Run.open(final_dir).summary.get("status")
+    if done and done != "interrupted":  # a member finished before the session was interrupted
+        return Run.open(final_dir)
+    if (final_dir / "checkpoints" / "last.pt").exists():
         return fit(resume=final_dir, data=data, callbacks=[EpochLines(s)], model=own)
     # Polyak averaging pays on long runs; on a few epochs its window would hold the early, poor
     # weights, and validating it would double the validation time
-    long = training_seconds(s, finish_seconds(s, cost, data, cfg)) >= P.TARGET_EPOCHS * sizing.epoch(cost)
-    seconds = training_seconds(s, finish_seconds(s, cost, data, cfg, ema=long, runner_up=runner_up))
+    long = ema and share * training_seconds(s, finish_seconds(s, cost, data, cfg)) \
+        >= P.TARGET_EPOCHS * sizing.epoch(cost)
+    seconds = share * training_seconds(s, finish_seconds(s, cost, data, cfg, ema=long, others=others))
     epochs = min(P.MAX_FINAL_EPOCHS, planned_epochs(seconds, sizing.epoch(cost)))
     ema = P.ema_decay_for(epochs * sizing.steps_per_epoch) if long else None
-    if winner:  # the lineage's decay: from the LR the trials held down to zero, no new warm-up
-        cfg = cfg.replace(**{"schedule.name": "cosine", "schedule.warmup": 0.0})
     cfg = cfg.replace(**{"train.epochs": epochs, "train.ema": ema,
                          # the run keeps its closing validation's time itself; 1% for saving and exporting
                          "train.time_budget": 0.99 * seconds,
                          "train.fit_to_budget": True, "train.monitor_every": 50,
                          "train.eval_every": sizing.eval_every(cost)})
-    template = own.net(cfg, data.input_shape, data.num_classes) if own is not None else None
-    model = Run.open(winner["run_dir"]).load_model("final", model=template).train() if winner else own
-    return fit(cfg, run_dir=final_dir, data=data, model=model, callbacks=[EpochLines(s)])
+    return fit(cfg, run_dir=final_dir, data=data, model=own, callbacks=[EpochLines(s)])
 
 
 def finish(s: Session, final_dir: Path | None, data: Data, stopped: str | None = None) -> dict[str, Any]:

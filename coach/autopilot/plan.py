@@ -4,58 +4,41 @@ Nothing here times or trains anything, so every rule is tested with plain number
 rules, in the order the autopilot applies them:
 
 1. the final training needs enough epochs to converge (`epochs_needed`): the lectures'
-   "refine, train 10-20 epochs", and enough updates on small data, where an epoch is few;
+   "refine, train 10-20 epochs" (the top of that range when the floor augments its data,
+   which slows the fitting), and enough updates on small data, where an epoch is few;
 2. the model is the widest of the plain recipe's family that gets those epochs in the time
-   left after a search share (`choose_width`): a faster machine measures cheaper steps and
-   gets a wider model;
-3. the search decides only what it can (`plan_search`): three finished trials per searched
-   dimension (the command center's own rule), in successive halving whose losers may use
-   at most a share of the time; dimensions are dropped from the end of a priority list
-   (`SPACE`) until that holds, and the dropped ones stay at the plain recipe's value;
-4. the floor: the plain recipe is arm 0 and wins ties within the validation noise
-   (`noise_margin`).
+   for training (`choose_width`): a faster machine measures cheaper steps and gets a wider
+   model, a longer budget a wider model rather than epochs past what the width needs;
+3. a decision is judged at the length that counts (`plan_decisions`): each option is trained
+   to the end of its own schedule at two lengths, and the trend is extrapolated to the final
+   training's length (coach.search.curves). Only the time the final does not need is spent
+   on it, and only when the lengths it affords are within MAX_EXTRAPOLATION of the final's:
+   a shorter comparison ranks options by how fast they fit, not by where they end;
+4. the floor wins unless an option's predicted gain beats the noise (`judge`): one paired
+   standard error of the prediction (the Tuning Playbook: an improvement smaller than the
+   noise is not an improvement).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from coach.autopilot.cost import Cost
-from coach.search.halving import ARMS_PER_RUNG, losers_seconds
+from coach.search import curves
 
 TARGET_EPOCHS = 10  # the lectures' babysitting step 5: "refine, train 10-20 epochs"
+AUGMENTED_EPOCHS = 20  # the top of that range for a floor that augments: augmentation slows the fitting
 MIN_EPOCHS = 2  # a wider model's 2-3 epochs matched or beat a narrower one's 4-10 (Fashion-MNIST, measured)
 MIN_UPDATES = 2000  # on small data an epoch is a few steps; SGD still needs its updates
 MAX_NEEDED_EPOCHS = 60
-MAX_FINAL_EPOCHS = 300  # past this, extra time goes to the search instead
-TRIAL_EPOCHS = 1  # the lectures' first pass: "only a few epochs" (1-5)
-MIN_TRIAL_STEPS = 150  # a trial re-warms its LR (30% of its steps) and anneals it: fewer mostly measure the re-warm
-SEARCH_SHARE = 0.25  # at most this share of the training time goes to arms that lose
-TRUNK_SHARE = 0.25  # the plain recipe trains this share of the time before the first rung branches from it
+MAX_FINAL_EPOCHS = 300  # past this, extra time goes to decisions and ensemble members instead
 EVAL_SHARE = 0.05  # validation may take this share of a run's time: on big validation splits it runs less often
 PARAMS_PER_EXAMPLE = 200  # the widest model considered has at most this many parameters per training example
-
-# Searched dimensions per kind of data, in the order they are searched (one rung each) and
-# dropped from the end when the budget cannot decide them. A search runs only when the
-# budget is not compute-bound and the plain recipe's own curves show overfitting: what it
-# decides is regularization. First "augmentation", one dimension over the data kind's
-# label-preserving transforms (`augmentations`): whether they help is a property of the data
-# and of how long the model trains (on Fashion-MNIST a 75k-parameter convnet lost 0.6 points
-# to crops and flips over 12 epochs; on small sets they are most of the result), so
-# validation decides; mirrors are a separate value because some data must not be mirrored
-# (digits). Then label smoothing and weight decay. The learning rate is not a rung: a trial
-# that continues from trained weights favours whatever disturbs them least (a tiny LR won
-# such a rung on MNIST-1D), so the LR is decided where it can be, from scratch, by the
-# babysitter's range test (1e-7..10, both failure ends) and the lectures' probes (1e-1..1e-4).
-# Dropout is not searched: it changes the model's layers, so a trial could not continue
-# from the incumbent's weights.
-PRIORITY = {
-    "image": ["augmentation", "regularize.label_smoothing", "optim.weight_decay"],
-    "signal": ["augmentation", "regularize.label_smoothing", "optim.weight_decay"],
-    "vector": ["optim.weight_decay", "regularize.label_smoothing"],
-}
-
+MAX_EXTRAPOLATION = 8.0  # a decision's longest runs are at least 1/8 of the final training's length
+DECISION_SHARE = 0.3  # at most this share of the training time goes to judging decisions
+MIN_ARM_STEPS = 100  # a complete run shorter than this mostly measures its warm-up
+MAX_MEMBERS = 5  # ensemble members when the final would pass MAX_FINAL_EPOCHS ("2% extra", lecture 7)
 
 def augmentations(kind: str, shape: tuple[int, ...]) -> dict[str, dict[str, Any]]:
     """The label-preserving transforms worth trying, by kind of data: small translations for
@@ -73,15 +56,19 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
     return max(n_train // max(min(batch_size, n_train), 1), 1)
 
 
-def epochs_needed(n_train: int, batch_size: int) -> tuple[int, int, str]:
+def epochs_needed(n_train: int, batch_size: int, augmented: bool = False) -> tuple[int, int, str]:
     """(target, minimum, why): the final training aims at `target` epochs (the lectures'
-    10-20, more on small data where an epoch is few updates) and a model is never so wide
-    that it gets under `minimum`."""
+    10-20: 10, or 20 when the data are augmented, since augmentation slows the fitting; more on
+    small data where an epoch is few updates) and a model is never so wide that it gets under
+    `minimum`."""
     spe = steps_per_epoch(n_train, batch_size)
     extra = math.ceil(MIN_UPDATES / spe)
-    target = min(MAX_NEEDED_EPOCHS, max(TARGET_EPOCHS, extra))
+    base = AUGMENTED_EPOCHS if augmented else TARGET_EPOCHS
+    target = min(MAX_NEEDED_EPOCHS, max(base, extra))
     minimum = min(target, max(MIN_EPOCHS, math.ceil(extra / 4)))
-    why = (f"{target} epochs (the lectures' 10-20 for the final training)" if target == TARGET_EPOCHS else
+    why = (f"{target} epochs (the lectures' 10-20 for the final training"
+           + (", the top of the range with augmentation, which slows the fitting)" if augmented else ")")
+           if target == base else
            f"{target} epochs: {n_train} training examples make {spe} steps an epoch, and the final training needs "
            f"about {MIN_UPDATES} updates" + (f" (capped at {MAX_NEEDED_EPOCHS} epochs)" if target == MAX_NEEDED_EPOCHS
                                             else ""))
@@ -143,86 +130,184 @@ def choose_width(costs: list[Cost], seconds: float, target: int, minimum: int, s
     return pick, why
 
 
-def space_for(kind: str, shape: tuple[int, ...]) -> dict[str, str]:
-    """Ranges of every dimension the plan may search."""
-    return {"augmentation": f"choice([{', '.join(augmentations(kind, shape))}])",
-            "optim.weight_decay": "loguniform(1e-05, 0.1)",
-            "regularize.label_smoothing": "uniform(0.0, 0.2)"}
+@dataclass(frozen=True)
+class Option:
+    """One departure from the floor: a name for people, its group (one winner per group), the
+    config overrides, and whether it adds regularization (tried first when the floor overfits)
+    or takes some away / adds capacity (tried first when it does not)."""
+    name: str
+    group: str
+    overrides: dict[str, Any]
+    regularizes: bool
+
+
+LABEL_SMOOTHING = 0.1  # Szegedy et al. 2016's value
+
+
+def options_for(kind: str, shape: tuple[int, ...], weight_decay: float, wider: int | None,
+                mirrors: bool = True) -> list[Option]:
+    """The departures worth judging for this kind of data, each against the floor: the floor's
+    augmentation left out (a small or very short problem may be better without it), mirror
+    flips added (for images, where only evidence can say whether the data have a side: shoes
+    and digits do), label smoothing, a stronger weight decay (vectors), one ladder step wider
+    (`wider`: when the final training could afford it). `mirrors`: False when the images are
+    too small or are not images."""
+    aug = {k: v for k, v in augmentations(kind, shape).items() if k != "none"}
+    first = next(iter(aug.values()), {})
+    out = []
+    if first:
+        out.append(Option("no augmentation", "augmentation", {k: 0 if not isinstance(v, bool) else False
+                                                              for k, v in first.items()}, regularizes=False))
+    if kind == "image" and mirrors:
+        out.append(Option("+ mirror flips", "augmentation", {"augment.hflip": True}, regularizes=True))
+    out.append(Option(f"label smoothing {LABEL_SMOOTHING:g}", "label smoothing",
+                      {"regularize.label_smoothing": LABEL_SMOOTHING}, regularizes=True))
+    if kind == "vector":
+        out.append(Option(f"weight decay {10 * weight_decay:g}", "weight decay",
+                          {"optim.weight_decay": 10 * weight_decay}, regularizes=True))
+    if wider is not None:
+        out.append(Option(f"width {wider}", "width", {"model.width": wider}, regularizes=False))
+    return out
+
+
+def order_options(options: list[Option], overfitting: bool) -> list[Option]:
+    """The lectures' reading of the gap: overfitting calls for regularization first; a model
+    that does not overfit for less of it, or more capacity, first."""
+    return sorted(options, key=lambda o: o.regularizes != overfitting)
 
 
 @dataclass
-class SearchPlan:
-    dims: list[str]  # searched, in priority order: one rung each
-    dropped: list[str]  # fixed at the plain recipe's value because the budget cannot decide them
-    arms: int  # trials in the rungs: ARMS_PER_RUNG per dimension
-    trunk: float  # seconds the plain recipe trains before the rungs branch from it
-    rungs: list[float]  # seconds each arm of rung k trains
-    losers: float  # seconds spent on arms that do not win
-    seconds: float  # all the search's training, the trunk and the winners' included
-    trial_seconds: float
+class DecisionPlan:
+    lengths: list[float]  # seconds of each option's complete runs, shortest first
+    final: float  # seconds the final training is planned to get: where the curves are extrapolated to
+    arms: int  # the floor and the options it affords (options are the first arms - 1, in the order tried)
+    seconds: float  # all the runs' seconds
     why: str
-    space: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def compute_bound(seconds: float, epoch_seconds: float) -> bool:
-    """The Tuning Playbook's question, answered with the lectures' numbers: while the plain
-    recipe gets fewer than the lectures' 10 epochs, more training is what helps most and
-    every second goes to it (on Fashion-MNIST at 10 minutes neither a wider model, nor label
-    smoothing, nor crops and flips beat the plain width's 10 epochs). Past that, the plain
-    recipe trains first and its curves say whether regularization is worth searching."""
-    return seconds < TARGET_EPOCHS * epoch_seconds
+def plan_decisions(options: int, seconds: float, needed: float, step_seconds: float, most: float) -> DecisionPlan:
+    """How many options can be judged, with runs of which lengths. `seconds`: all the training
+    time; `needed`: what the final training at the chosen width needs (its target epochs);
+    `most`: what it can use at all (MAX_FINAL_EPOCHS). Only the time it does not need is spent
+    (at most DECISION_SHARE of `seconds`, or half of what it cannot use: the other half trains
+    ensemble members), as complete runs of each arm
+    (the floor and each option) at two lengths, the longer twice the shorter (1.5x its
+    length per arm in all); the longer must be within MAX_EXTRAPOLATION of the final's length,
+    the shorter at least MIN_ARM_STEPS steps. The most options that fit, else none."""
+    spare = min(seconds - needed, max(DECISION_SHARE * seconds, (seconds - most) / 2))
+    shortest = 2 * MIN_ARM_STEPS * step_seconds  # the longer run, when the shorter is MIN_ARM_STEPS
+    for n in range(options, 0, -1):
+        arms = n + 1
+        final = min(seconds - spare, most)
+        longer = min(spare / (1.5 * arms), final)
+        if longer >= shortest and final / max(longer, 1e-9) <= MAX_EXTRAPOLATION:
+            used = 1.5 * arms * longer
+            final = min(seconds - used, most)
+            why = (f"{n} option{'s' * (n > 1)} judged against the floor: each trained to the end of its own schedule "
+                   f"for {longer / 2:.0f}s and {longer:.0f}s, extrapolated to the final training's {final:.0f}s; "
+                   f"{used:.0f}s ({used / max(seconds, 1e-9):.0%} of the {seconds:.0f}s for training) of time the "
+                   f"final training does not need")
+            if n < options:
+                why += f"; {options - n} more would not fit"
+            return DecisionPlan([longer / 2, longer], final, arms, used, why)
+    reason = ("the final training needs all the time" if spare <= 0 else
+              f"the {max(spare, 0):.0f}s the final training does not need would judge one option only with runs "
+              f"under 1/{MAX_EXTRAPOLATION:g} of its length: such runs rank options by how fast they fit, not by "
+              "where they end")
+    return no_decisions(min(seconds, most), reason)
 
 
-def plan_search(kind: str, shape: tuple[int, ...], seconds: float, epoch_seconds: float, step_seconds: float,
-                epochs: int) -> SearchPlan:
-    """Which dimensions the budget can decide, when, with trials of how long.
-
-    The plain recipe trains first (the trunk, TRUNK_SHARE of `seconds`): the lectures' loop
-    (train, read the curves, change one thing, go on), and a later horizon for every
-    comparison, since a short trial from scratch favours whatever learns fastest, not what
-    ends best (regularization pays off late; higher learning rates look better early). Then
-    each searched dimension is one rung of ARMS_PER_RUNG trials (3 per dimension: the command
-    center's own rule), all continuing from the incumbent's weights; the best continues into
-    the next rung, and the last best into the final training. What the search costs is only
-    the losers' seconds: at most `share` of `seconds` (SEARCH_SHARE, more when the final
-    training would pass MAX_FINAL_EPOCHS anyway), and the winner must still get `epochs`
-    epochs. D is the largest for which trials of the shortest useful length (TRIAL_EPOCHS
-    epochs, at least MIN_TRIAL_STEPS steps) fit; then they are stretched to use the share."""
-    priority = PRIORITY.get(kind, PRIORITY["vector"])
-    shortest = max(TRIAL_EPOCHS * epoch_seconds, MIN_TRIAL_STEPS * step_seconds)
-    share = max(SEARCH_SHARE, 1.0 - MAX_FINAL_EPOCHS * epoch_seconds / max(seconds, 1e-9))
-    per_rung = ARMS_PER_RUNG - 1  # losers' seconds per second of a rung
-    for d in range(len(priority), 0, -1):
-        need = d * per_rung * shortest
-        if need > share * seconds or seconds - need < epochs * epoch_seconds:
-            continue
-        r = max(shortest, min(share * seconds, seconds - epochs * epoch_seconds) / (d * per_rung))
-        rungs = [r] * d
-        losers = losers_seconds(rungs)
-        # the trunk, leaving the final at least one rung's length after the rungs
-        trunk = max(0.0, min(TRUNK_SHARE * seconds, seconds - ARMS_PER_RUNG * sum(rungs) - r))
-        dims = priority[:d]
-        space = {k: v for k, v in space_for(kind, shape).items() if k in dims}
-        why = (f"the plain recipe trains {trunk:.0f}s ({trunk / epoch_seconds:.1f} epochs), then {ARMS_PER_RUNG} trials "
-               f"of {r:.0f}s ({r / epoch_seconds:.1f} epochs) for each of {', '.join(dims)} in turn, every trial "
-               f"continuing from the best so far; the arms that lose cost {losers:.0f}s "
-               f"({losers / max(seconds, 1e-9):.0%} of the {seconds:.0f}s for training)")
-        if priority[d:]:
-            why += f"; {', '.join(priority[d:])} stay at the plain recipe's values (not enough budget to decide them)"
-        return SearchPlan(dims, priority[d:], ARMS_PER_RUNG * d, trunk, rungs, losers,
-                          trunk + ARMS_PER_RUNG * sum(rungs), r, why, space)
-    return no_search(kind, f"{ARMS_PER_RUNG} trials of {shortest:.0f}s would leave the final training under "
-                           f"{epochs} epochs or cost over {share:.0%} of the time", shortest)
+def no_decisions(seconds: float, reason: str) -> DecisionPlan:
+    return DecisionPlan([], seconds, 1, 0.0, f"no decisions: {reason}; every second trains the floor")
 
 
-def no_search(kind: str, reason: str, trial_seconds: float = 0.0) -> SearchPlan:
-    priority = PRIORITY.get(kind, PRIORITY["vector"])
-    why = (f"no search: {reason}; the budget buys training, not choices (every dimension stays at the plain "
-           "recipe's value)")
-    return SearchPlan([], priority, 0, 0.0, [], 0.0, 0.0, trial_seconds, why, {})
+@dataclass(frozen=True)
+class Measured:
+    """A complete run of one arm at one length (its planned seconds): its validation error, its
+    training accuracy (eval mode, as many examples) and which validation examples it got wrong
+    (for paired standard errors between arms on the same split)."""
+    seconds: float
+    val_error: float
+    train_acc: float
+    wrong: frozenset[int]
+
+
+def paired(a: Measured, b: Measured, n: int) -> tuple[float, float]:
+    """b's gain over a in validation error (positive: b is better) and its standard error,
+    paired on the same n examples (only the examples they disagree on carry noise)."""
+    gain = len(a.wrong - b.wrong) / n - len(b.wrong - a.wrong) / n
+    second = (len(a.wrong - b.wrong) + len(b.wrong - a.wrong)) / n
+    return gain, math.sqrt(max(second - gain ** 2, 1.0 / n ** 2) / n)
+
+
+@dataclass
+class Verdict:
+    option: str
+    gain: float  # predicted gain in validation accuracy at the final length over the floor
+    se: float
+    predicted_acc: float  # the option's own extrapolated validation accuracy
+    adopted: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Judgement:
+    verdicts: list[Verdict]
+    adopted: list[str]  # option names, one per group at most
+    floor_acc: float  # the floor's extrapolated validation accuracy
+    gap: float  # the floor's train - validation accuracy, extrapolated to the final length
+    gap_se: float
+    overfitting: bool
+    why: str = ""
+    gaps: list[float] = field(default_factory=list)  # measured at each length
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def project_gap(floor: Sequence[Measured], target: float, n: int) -> tuple[float, float, bool]:
+    """The floor's generalization gap (train - validation accuracy) at the final length, from
+    its complete runs: (gap, its standard error, overfitting = over 2 standard errors)."""
+    lengths = [m.seconds for m in floor]
+    gaps = [m.train_acc - (1 - m.val_error) for m in floor]
+    ses = [curves.binomial_se(m.val_error, n) * math.sqrt(2) for m in floor]
+    e = curves.extrapolate(lengths, gaps, target, ses)
+    return e.value, e.se, e.value > 2 * curves.binomial_se(floor[-1].val_error, n)
+
+
+def judge(floor: Sequence[Measured], arms: dict[str, Sequence[Measured]], groups: dict[str, str], target: float,
+          n: int) -> Judgement:
+    """Each option's gain over the floor at the final length, extrapolated from their complete
+    runs at the same lengths (the difference of two curves of one exponent follows the same
+    law), with its paired standard error carried through; an option is adopted when its gain
+    beats one standard error, the best such in its group."""
+    lengths = [m.seconds for m in floor]
+    c = curves.best_exponent(lengths, [m.val_error for m in floor])
+    w = curves.prediction_weights(lengths, target, c)
+    floor_acc = 1 - float(w @ [m.val_error for m in floor])
+    verdicts = []
+    for name, runs in arms.items():
+        if [m.seconds for m in runs] != lengths:
+            continue  # not all its lengths finished in time: nothing to extrapolate
+        gains = [paired(f, a, n) for f, a in zip(floor, runs)]
+        gain = float(w @ [g for g, _ in gains])
+        se = math.sqrt(sum((wi * s) ** 2 for wi, (_, s) in zip(w, gains)))
+        verdicts.append(Verdict(name, gain, se, 1 - float(w @ [m.val_error for m in runs])))
+    adopted: dict[str, Verdict] = {}
+    for v in verdicts:
+        g = groups[v.option]
+        if v.gain > v.se and (g not in adopted or v.gain > adopted[g].gain):
+            adopted[g] = v
+    for v in adopted.values():
+        v.adopted = True
+    gap, gap_se, over = project_gap(floor, target, n) if floor else (0.0, 0.0, False)
+    return Judgement(verdicts, [v.option for v in adopted.values()], floor_acc, gap, gap_se, over,
+                     gaps=[m.train_acc - (1 - m.val_error) for m in floor])
 
 
 def noise_margin(value: float, n_val: int) -> float:

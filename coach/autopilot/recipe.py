@@ -47,10 +47,13 @@ def folder_image_size(root: Path, default: int = 32, sample: int = 64) -> list[i
     return [min(mid(heights), default), min(mid(widths), default)]
 
 
-def plain_recipe(data_cfg: dict[str, Any], data: Data, seed: int = 0, own: Own | None = None) -> tuple[Config, str]:
-    """The floor: the lectures' defaults for this shape of data, one-cycle to be sized to the time.
+def plain_recipe(data_cfg: dict[str, Any], data: Data, seed: int = 0, own: Own | None = None,
+                 augment: bool = True) -> tuple[Config, str]:
+    """The floor: the lectures' recipe for this shape of data (batch norm, augmentation), one-cycle
+    to be sized to the time.
     own: the user's module or factory (coach.nn.own) takes the place of coach's model; a factory
-    that takes a width gets the plain recipe's width to start from."""
+    that takes a width gets the plain recipe's width to start from. augment=False: the barest recipe
+    (no augmentation), for the table of what each decision buys."""
     kind, shape = data.kind, data.input_shape
     if kind == "vector":
         model, why = {"name": "mlp", "width": 256, "depth": 2}, "flat vectors: an MLP"
@@ -59,9 +62,13 @@ def plain_recipe(data_cfg: dict[str, Any], data: Data, seed: int = 0, own: Own |
     else:
         model, why = {"name": "convnet", "width": 32, "depth": 2 if min(shape[1:]) <= 32 else 3}, \
             f"{shape[0]}x{shape[1]}x{shape[2]} images: a VGG-style 2-D convnet"
-    augment: dict[str, Any] = {}
-    aug_why = ("no augmentation: whether " + " or ".join(k for k in P.augmentations(kind, shape) if k != "none")
-               + " help is for validation to say" if len(P.augmentations(kind, shape)) > 1 else "no augmentation")
+    # the lectures' recipe, not the barest: "batch normalization and data augmentation almost always
+    # a good idea" (seed 000): the kind's first label-preserving transform (small translations for
+    # images, shifts for signals); mirrors only on evidence (shoes and digits have a side)
+    augment = next((v for k, v in P.augmentations(kind, shape).items() if k != "none"), {}) if augment else {}
+    named = " and ".join(f"{k.split('.')[-1]}={v}" for k, v in augment.items())
+    aug_why = (f"{named} augmentation (the lectures' default; the decisions may show the data are better "
+               "without it)" if augment else "no augmentation")
     init = "Kaiming init with batch norm"
     if own is not None:
         why = f"your {own.name}" + (" (built at each width the budget affords)" if "model.width" in own.searchable
@@ -72,22 +79,24 @@ def plain_recipe(data_cfg: dict[str, Any], data: Data, seed: int = 0, own: Own |
     cfg = make_config({"seed": seed, "data": {**data_cfg, "preprocess": "standardize"},
                        "model": {**model, "activation": "relu", "init": "kaiming", "norm": "batch"},
                        "optim": {"name": "adamw", "lr": PLAIN_LR, "weight_decay": 1e-4},
-                       "schedule": {"name": "onecycle"}, "augment": augment,
+                       "schedule": {"name": "onecycle"}, "augment": {k.split(".")[1]: v for k, v in augment.items()},
                        "train": {"epochs": 10, "batch_size": 128, "progress": False, "monitor_every": 0}})
     return cfg, (f"{why}; inputs standardized per channel, {init}, AdamW at {PLAIN_LR:g} with a "
-                 f"one-cycle schedule sized to the time; {aug_why}. This plain recipe is the floor: the autopilot "
-                 "departs from it only on validation evidence")
+                 f"one-cycle schedule sized to the time; {aug_why}; Polyak averaging (EMA) of the weights when "
+                 "the final training gets 10 epochs or more. This recipe is the floor: the autopilot departs from it "
+                 "only on validation evidence")
 
 
-def floor_lr(probe: list[dict[str, Any]]) -> tuple[float, str]:
-    """The plain recipe's AdamW 3e-3, unless the lectures' probe (a fresh model, ~100 steps at
-    each of 1e-1, 1e-2, 1e-3, 1e-4 and 3e-3) shows it does not make the loss drop, or blows
-    up, while another LR does: then the probe LR whose loss fell furthest."""
+def floor_lr(probe: list[dict[str, Any]], lr: float = PLAIN_LR) -> tuple[float, str]:
+    """The plain recipe's AdamW LR (3e-3, scaled with a larger batch), unless the lectures' probe
+    (a fresh model, ~100 steps at each of 1e-1, 1e-2, 1e-3, 1e-4 and 3e-3) shows 3e-3 does not
+    make the loss drop, or blows up, while another LR does: then the probe LR whose loss fell
+    furthest."""
     mine = next((r for r in probe if r["lr"] == PLAIN_LR), None)
     working = [r for r in probe if r["drops"] and not r["diverged"]]
     if mine is None or not working or (mine["drops"] and not mine["diverged"]):
-        return PLAIN_LR, (f"the lectures' LR probe saw AdamW's {PLAIN_LR:g} make the loss drop: the plain recipe keeps it"
-                          if mine is not None and mine["drops"] else f"the plain recipe keeps AdamW's {PLAIN_LR:g}")
+        return lr, (f"the lectures' LR probe saw AdamW's {PLAIN_LR:g} make the loss drop: the plain recipe keeps "
+                    f"{lr:.3g}" if mine is not None and mine["drops"] else f"the plain recipe keeps AdamW's {lr:.3g}")
     best = min(working, key=lambda r: r["last"] / r["first"])
     what = "blew up" if mine["diverged"] else "did not make the loss drop"
     return best["lr"], (f"in the lectures' LR probe {PLAIN_LR:g} {what}; {best['lr']:g} made it fall furthest "

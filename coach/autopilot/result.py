@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from coach.errors import UserError
-from coach.train.run import Kept, Run, TempDir, as_inputs
+from coach.train.run import Kept, Run, TempDir, as_inputs, warn_scale
 
 
 class SessionResult(Kept):
@@ -26,7 +26,9 @@ class SessionResult(Kept):
         from coach.autopilot.choose import predict_with_choice
         if not self.get("model_dir"):
             raise UserError(f"this autopilot session stopped before training a model ({self.get('stopped')})")
-        xt = as_inputs(x, tuple(Run.open(self["model_dir"]).spec["input_shape"]))
+        spec = Run.open(self["model_dir"]).spec
+        xt = as_inputs(x, tuple(spec["input_shape"]))
+        warn_scale(spec, xt)
         return predict_with_choice(Path(self["model_dir"]), self["choice"], xt).numpy()
 
     def _repr_html_(self) -> str:

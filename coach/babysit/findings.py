@@ -33,6 +33,20 @@ CODES = {
     "class_imbalance": "classes are very unbalanced",
     "bad_init": "the loss stayed flat at the start, then fell (a bad initialization)",
     "at_chance": "the final model is no better than guessing",
+    # bugs in a hand-written training loop (coach.babysit.userbugs)
+    "grads_accumulate": "gradients add up across steps (optimizer.zero_grad() is not called)",
+    "softmax_before_loss": "the model outputs probabilities where the loss expects logits (softmax before "
+                           "cross_entropy)",
+    "loss_on_probabilities": "the loss gets probabilities where it expects log-probabilities (nll_loss without log)",
+    "training_in_eval_mode": "the model trains in eval mode (dropout and batch norm off)",
+    "params_not_updated": "parameters get gradients but no optimizer group holds them",
+    "params_frozen": "parameters the optimizer was built for are frozen (requires_grad off)",
+    "batch_dependence": "examples in a batch depend on each other in the forward pass",
+    "labels_misaligned": "labels are misaligned with the inputs (shifted, or sorted apart from them)",
+    "data_not_shuffled": "the training data are not shuffled (sorted by class)",
+    "grad_clip_too_hard": "gradient clipping, not the learning rate, sets the step size",
+    "schedule_too_fast": "the learning rate was driven to near zero long before the end",
+    "input_scale_mismatch": "inputs given to predict are on another scale than at training",
 }
 
 
@@ -46,6 +60,10 @@ SEVERITY = {
     "lr_too_high": "warning or error", "lr_too_low": "warning (info: only the LR range test says so)",
     "regularization_too_strong": "warning", "underfitting": "warning", "overfitting": "warning", "plateau": "info",
     "nonfinite": "warning or error", "class_imbalance": "info", "bad_init": "info", "at_chance": "error",
+    "grads_accumulate": "error", "softmax_before_loss": "error", "loss_on_probabilities": "error",
+    "training_in_eval_mode": "error", "params_not_updated": "error", "params_frozen": "warning",
+    "batch_dependence": "error", "labels_misaligned": "error", "data_not_shuffled": "warning",
+    "grad_clip_too_hard": "warning", "schedule_too_fast": "warning", "input_scale_mismatch": "warning",
 }
 ADVICE = {
     "data_not_normalized": "data.preprocess=standardize (per-channel mean/std) or channel_mean",
@@ -70,6 +88,38 @@ ADVICE = {
     "class_imbalance": "report per-class accuracy; consider class-balanced sampling",
     "bad_init": "model.init=kaiming/xavier or model.norm=batch",
     "at_chance": "do not use the model: run `coach check` on the config (LR, initialization, labels)",
+    "grads_accumulate": "call optimizer.zero_grad() before each backward (every k micro-batches, the loss divided "
+                        "by k, for accumulation on purpose)",
+    "softmax_before_loss": "return logits: F.cross_entropy applies log-softmax itself",
+    "loss_on_probabilities": "F.cross_entropy on logits, or F.nll_loss on torch.log_softmax(logits)",
+    "training_in_eval_mode": "model.train() before the loop and after every validation pass",
+    "params_not_updated": "build the optimizer from model.parameters()",
+    "params_frozen": "requires_grad=True on them, or leave them out of the optimizer if frozen on purpose",
+    "batch_dependence": "keep the batch axis first and apart in every reshape/view/transpose",
+    "labels_misaligned": "index inputs and labels together (one permutation for both)",
+    "data_not_shuffled": "shuffle every epoch (DataLoader(shuffle=True))",
+    "grad_clip_too_hard": "raise the clipping threshold to about the gradient's usual norm, or remove it",
+    "schedule_too_fast": "step an epoch schedule once per epoch, or size the schedule in steps",
+    "input_scale_mismatch": "scale the inputs as at training (e.g. divide 0-255 images by 255)",
+}
+
+
+# Where each code can be seen: `coach check` (and the Lightning pre-flight, which runs it), the
+# curves of a run (coach's own, coach.watch's, the Lightning Babysitter's), the hooks on a
+# hand-written loop (coach.watch and the Lightning Babysitter), prediction.
+CHECK, CURVES, LOOP = "check", "curves of any run", "watch, Lightning"
+FOUND_BY = {
+    "data_not_normalized": CHECK, "label_problem": CHECK, "init_vanishing": CHECK, "init_exploding": CHECK,
+    "saturation": f"{CHECK}, {CURVES}", "dead_relu": f"{CHECK}, {CURVES}", "initial_loss_mismatch": CHECK,
+    "gradient_check_failed": CHECK, "gradient_check_inconclusive": CHECK, "cannot_overfit": CHECK,
+    "lr_too_high": f"{CHECK}, {CURVES}", "lr_too_low": f"{CHECK}, {CURVES}", "regularization_too_strong": CHECK,
+    "underfitting": CURVES, "overfitting": CURVES, "plateau": CURVES, "nonfinite": CURVES,
+    "class_imbalance": CHECK, "bad_init": CURVES, "at_chance": f"{CURVES}, the autopilot's test",
+    "grads_accumulate": LOOP, "softmax_before_loss": LOOP, "loss_on_probabilities": LOOP,
+    "training_in_eval_mode": LOOP, "params_not_updated": LOOP, "params_frozen": LOOP,
+    "batch_dependence": f"{CHECK}, {LOOP} (once, at the first step)", "labels_misaligned": f"{CHECK} (data in memory), Lightning",
+    "data_not_shuffled": LOOP, "grad_clip_too_hard": LOOP, "schedule_too_fast": LOOP,
+    "input_scale_mismatch": "coach predict, run.predict, session.predict",
 }
 
 

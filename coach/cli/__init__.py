@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from coach.cli import autopilot, check, data, evaluate, search, train
 from coach.cli.autopilot import demo_folder
@@ -29,8 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def show_warning(message: Warning | str, category: type[Warning], *rest: object, **kw: object) -> None:
+    """coach's own warnings as one line for a person, like its errors (no file and line number)."""
+    print(f"coach: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = show_warning
     try:
         import coach  # noqa: F401  (fills the registries)
 

@@ -18,7 +18,8 @@ def cmd_autopilot(args: argparse.Namespace) -> int:
     if not args.data and not args.resume:
         raise UserError("--data NAME|PATH is required (or --resume DIR)")
     given = [flag for flag, v in (("--data", args.data), ("--budget", args.budget), ("--set", args.overrides),
-                                  ("--seed", args.seed), ("--out", args.out)) if v is not None and v != []]
+                                  ("--seed", args.seed), ("--out", args.out), ("--without", getattr(args, "without", None)))
+             if v is not None and v != []]
     if args.resume and given:
         raise UserError(f"--resume {args.resume} continues the session with its own data, budget and seed: "
                         f"leave out {', '.join(given)}")
@@ -34,7 +35,8 @@ def cmd_autopilot(args: argparse.Namespace) -> int:
     try:
         # the budget runs from the process's start: importing torch and loading the data count
         result = autopilot(args.data, budget=args.budget or DEFAULT_BUDGET, out=out, resume=args.resume,
-                           seed=args.seed or 0, started=process_started(), quiet=args.quiet, data_options=options)
+                           seed=args.seed or 0, started=process_started(), quiet=args.quiet, data_options=options,
+                           without=getattr(args, "without", None) or ())
     except SessionInterrupted as e:
         where = out or "the session folder printed above"
         print(f"interrupted ({e}): the finished stages are kept")
@@ -86,6 +88,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_out(a, "the session folder (default autopilot/<time>-<data>)")
     a.add_argument("--resume", metavar="DIR", help="continue an interrupted session")
     a.add_argument("--seed", type=int, help="default 0")
+    from coach.autopilot.pilot import WITHOUT
+    a.add_argument("--without", nargs="+", action="extend", choices=WITHOUT, metavar="DECISION",
+                   help=f"force a decision off, to see what it buys: {', '.join(WITHOUT)}")
     add_quiet(a)
     a.add_argument("--set", dest="overrides", nargs="+", action="extend", metavar="data.KEY=VALUE",
                    help="data options, e.g. --set data.limit=8000 data.val_fraction=0.2")

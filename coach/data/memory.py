@@ -46,6 +46,14 @@ def as_data(obj: Any, cfg: Config) -> tuple[Data, Config]:
     return split_data(raw_from_arrays(arrays, cfg.data, WHERE), cfg.data), cfg
 
 
+def caller_order(obj: Any, n: int = 3000) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first n (inputs, labels) in the order the caller holds them (as_data's split reorders
+    them): where a label sits against its input is evidence of a misalignment."""
+    arrays = _arrays(obj)
+    return (torch.as_tensor(_numpy(arrays["x"], "x")[:n]).float(),
+            torch.as_tensor(_numpy(arrays["y"], "y")[:n]).long())
+
+
 def _arrays(obj: Any) -> dict[str, Any]:
     if isinstance(obj, dict):
         unknown = sorted(set(obj) - set(KEYS))

@@ -107,3 +107,27 @@ def fit_preprocessor(mode: str, x_train: Tensor, components: float | None = None
                      epsilon: float = 1e-2) -> Preprocessor:
     """Build and fit in one go (PCA's output size is known only after the fit)."""
     return Preprocessor(mode, tuple(x_train.shape[1:])).fit(x_train, components, epsilon)
+
+
+def input_stats(x: Tensor, n: int = 10_000) -> dict[str, float]:
+    """The range and spread of raw inputs (a sample of n), kept with a run so that prediction
+    can tell inputs on another scale (coach predict, Run.predict)."""
+    v = x[:n].float()
+    return {"min": float(v.min()), "max": float(v.max()), "mean": float(v.mean()), "std": float(v.std())} \
+        if v.numel() > 1 else {}
+
+
+def scale_mismatch(train: dict[str, float] | None, x: Tensor) -> str | None:
+    """A warning (input_scale_mismatch) when inputs given to predict are on another scale than
+    the training inputs, e.g. 0-255 images for a model trained on 0-1: their spread differs
+    over 10x. The model's preprocessing was fitted on the training scale, so it would not undo it."""
+    if not train or train.get("std", 0.0) <= 0 or not x.is_floating_point() or x.numel() < 2:
+        return None
+    spread = float(x.float().std())
+    ratio = spread / train["std"]
+    if spread <= 0 or 0.1 <= ratio <= 10:
+        return None
+    return (f"input_scale_mismatch: these inputs are on another scale than the training inputs (spread {spread:.3g} "
+            f"against {train['std']:.3g}, {ratio:.3g}x; range {float(x.min()):.3g}..{float(x.max()):.3g} against "
+            f"{train['min']:.3g}..{train['max']:.3g}): scale them as at training"
+            + (" (divide by 255?)" if 100 < ratio < 600 else ""))

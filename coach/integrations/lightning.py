@@ -34,7 +34,9 @@ except ImportError:  # the extra is not installed: one line says how to get it
                       "(or pip install lightning)") from None
 
 from coach.babysit import CheckResult, check
-from coach.babysit.findings import Finding
+from coach.babysit.checks import named_misalignment
+from coach.babysit.findings import Finding, merged
+from coach.babysit.userbugs import label_alignment
 from coach.errors import UserError
 from coach.train.checkpoint import rng_state, set_rng_state
 from coach.train.run import write_json
@@ -58,6 +60,24 @@ def first_batches(loader: Any, examples: int) -> tuple[Tensor, Tensor]:
     if not xs:
         raise UserError("coach Babysitter: the train loader yielded no batches")
     return torch.cat(xs)[:examples], torch.cat(ys)[:examples]
+
+
+def loader_of(module: pl.LightningModule) -> Any:
+    trainer = module._trainer
+    return trainer.train_dataloader if trainer is not None else None
+
+
+def dataset_alignment(loader: Any, n: int = 3000) -> Finding | None:
+    """labels_misaligned read off the loader's dataset in its own order (a shuffling loader hides
+    where a label sits against its input); None when the dataset cannot be indexed as (x, y)."""
+    data = getattr(loader, "dataset", None)
+    try:
+        items = [data[i] for i in range(min(n, len(data)))]
+        x = torch.stack([torch.as_tensor(it[0]) for it in items]).float()
+        y = torch.as_tensor([int(it[1]) for it in items])
+    except Exception:  # not a map-style dataset of (input, label): nothing to read in order
+        return None
+    return label_alignment(x, y)
 
 
 def detached_copy(module: pl.LightningModule) -> nn.Module:
@@ -140,12 +160,19 @@ class Babysitter(pl.Callback):
         self.say("coach pre-flight (coach check on a copy of the module):")
         result = check(cfg, {"x": x.numpy(), "y": y.numpy(), **classes}, model=detached_copy(module),
                        say=lambda line: self.say("  " + line), **self.steps)
+        aligned = dataset_alignment(loader_of(module))
+        if aligned is not None:  # labels against inputs in the dataset's own order (the loader shuffles it)
+            result.findings = merged(named_misalignment([aligned, *result.findings]))
         for f in result.findings:
             self.say(f"  {f.severity}: {f.code}: {f.message}")
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
             write_json(self.out / "check.json", result.to_dict())
         return result
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: Tensor) -> None:
+        if self.watch is not None:  # the loss with its graph (on_train_batch_end gets a detached copy)
+            self.watch.inspector.read_loss(loss, self.watch.steps + 1)
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                                  optimizer: torch.optim.Optimizer) -> None:
@@ -170,7 +197,7 @@ class Babysitter(pl.Callback):
         if self.watch is None:
             return
         self.watch.__exit__(None, None, None)
-        self.findings = (self.check.findings if self.check else []) + self.watch.findings
+        self.findings = merged((self.check.findings if self.check else []) + self.watch.findings)
         self.say("coach: " + ("; ".join(f"{f.severity}: {f.code}: {f.message}" for f in self.watch.findings)
                               or "the curves look healthy")
                  + (f" (report: {self.out / 'report.html'})" if self.out else ""))

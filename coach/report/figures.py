@@ -130,3 +130,26 @@ def plot_lr_vs_val(points: list[dict[str, Any]], chosen_lr: float | None) -> str
            title="Validation accuracy vs learning rate")
     ax.legend(fontsize=7)
     return figure_uri(fig)
+
+
+def plot_decisions(arms: dict[str, list[tuple[float, float]]], predicted: dict[str, float], final: float,
+                   realized: float | None = None) -> str | None:
+    """Each arm's validation accuracy at the lengths it was trained to completion (points), the
+    fitted curve carried to the final training's length (dashed) and its prediction there; the
+    final model's own validation accuracy when it is known (a star). arms: name -> [(seconds, acc)]."""
+    if not arms:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for i, (name, pts) in enumerate(arms.items()):
+        xs, ys = zip(*pts)
+        ax.plot(xs, ys, "o-", color=f"C{i}", label=name)
+        if name in predicted:
+            ax.plot([xs[-1], final], [ys[-1], predicted[name]], "--", color=f"C{i}", lw=1)
+            ax.plot([final], [predicted[name]], "s", color=f"C{i}", mfc="none")
+    if realized is not None:
+        ax.plot([final], [realized], "*", color="k", ms=12, label=f"the final model {sig(realized)}")
+    ax.set_xscale("log")
+    ax.set(xlabel="seconds of training (each run to the end of its own schedule)", ylabel="validation accuracy",
+           title="Decisions: measured runs, extrapolated to the final length")
+    ax.legend(fontsize=7, loc="lower right")
+    return figure_uri(fig)

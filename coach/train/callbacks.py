@@ -177,23 +177,31 @@ class EarlyStopping(Callback):
 
 
 class KeepBest(Callback):
-    """Keep the checkpoint that was best on validation (the lectures: always keep it)."""
+    """Keep the checkpoint that was best on validation (the lectures: always keep it). A tie on
+    the monitored metric is broken by the validation loss (`tiebreak`): once validation accuracy
+    saturates (1.0 on a small split) every later checkpoint ties, and the first of them is
+    rarely the best model (its loss can be 50x the last one's)."""
 
-    def __init__(self, monitor: str, mode: str):
-        self.monitor, self.mode = monitor, mode
+    def __init__(self, monitor: str, mode: str, tiebreak: str = "val_loss"):
+        self.monitor, self.mode, self.tiebreak = monitor, mode, tiebreak
         self.best: float | None = None
         self.best_step: int | None = None
+        self.best_tiebreak: float | None = None
 
     def on_eval_end(self, t: Loop, logs: dict[str, Any]) -> None:
-        if improved(logs[self.monitor], self.best, self.mode):
-            self.best, self.best_step = logs[self.monitor], t.step
+        value, second = logs[self.monitor], logs.get(self.tiebreak)
+        tied = self.best is not None and value == self.best and second is not None and \
+            self.tiebreak != self.monitor and improved(second, self.best_tiebreak, "min")
+        if improved(value, self.best, self.mode) or tied:
+            self.best, self.best_step, self.best_tiebreak = value, t.step, second
             t.save_best(logs)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_step": self.best_step}
+        return {"best": self.best, "best_step": self.best_step, "best_tiebreak": self.best_tiebreak}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.best_step = state["best"], state["best_step"]
+        self.best_tiebreak = state.get("best_tiebreak")
 
 
 class GradClip(Callback):

@@ -37,6 +37,7 @@ from coach.train.callbacks import (EMA, Callback, EarlyStopping, GradClip, KeepB
                                    Snapshots, TimeBudget, Timer)
 from coach.train.losses import make_loss, mixed
 from coach.train.monitors import Monitor
+from coach.train.speed import Speed, autocast_dtype, plan_speed, resolve, uses_channels_last
 from coach.train.tensorboard import TensorBoard
 from coach.train.run import (Run, TempDir, default_run_dir, model_spec, save_predictions, save_safetensors, versions,
                              write_json)
@@ -55,15 +56,6 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "cuda" and dist.is_initialized():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device(name)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """Mixed precision only on CUDA: bf16 where supported ('auto'), else fp16 with a loss scaler."""
-    if device.type != "cuda" or precision == "fp32":
-        return None
-    if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 @contextlib.contextmanager
@@ -136,7 +128,9 @@ class Trainer:
         self.raw_model = model.to(device)
         if cfg.train.sync_batchnorm and self.world > 1:  # before the optimizer and DDP see the layers
             self.raw_model = sync_batchnorm(self.raw_model, device)
-        if cfg.train.channels_last and device.type == "cuda" and data.kind == "image":
+        # channels_last is resolved by fit (True/False); "auto" left unresolved means False
+        self.channels_last = cfg.train.channels_last is True and uses_channels_last(self.raw_model)
+        if self.channels_last:
             self.raw_model = self.raw_model.to(memory_format=torch.channels_last)
         self.model: nn.Module = nn.parallel.DistributedDataParallel(self.raw_model) if self.world > 1 \
             else self.raw_model
@@ -151,10 +145,12 @@ class Trainer:
         self.gen = torch.Generator(device).manual_seed(cfg.seed + 1)
         self.amp = autocast_dtype(cfg.train.precision, device)
         self.warnings: list[str] = []
+        self.speed: Speed | None = None  # what fit measured to resolve precision/channels_last "auto"
         if cfg.train.precision in ("bf16", "fp16") and self.amp is None:
             # a reasonable fallback, but never a silent one: said now and kept in summary.json
-            self.warnings.append(f"train.precision={cfg.train.precision} is not used on {device.type}: mixed "
-                                 "precision runs on CUDA only, so this run trains in fp32")
+            self.warnings.append(f"train.precision={cfg.train.precision} is not used on {device.type}: "
+                                 f"{'fp16 with loss scaling runs on CUDA only' if cfg.train.precision == 'fp16' else 'no autocast here'}"
+                                 ", so this run trains in fp32")
             if self.rank == 0:
                 print(f"coach: warning: {self.warnings[-1]}", file=sys.stderr, flush=True)
         if self.world > 1 and not cfg.train.sync_batchnorm and any(
@@ -218,6 +214,8 @@ class Trainer:
         """Forward, loss (+ regularization), backward, update. None if anything was non-finite."""
         if self.full_batch:
             return self._lbfgs_step(x, y_a)
+        if self.channels_last:  # the batch in the model's layout (augmentation may have made a new tensor)
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             scores = self.model(x)
             loss = self.loss_fn(scores, y_a) if lam == 1.0 else mixed(self.loss_fn, scores, y_a, y_b, lam)
@@ -225,10 +223,10 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss if reg is None else loss + reg).backward()
         self._call("on_before_optimizer_step")
-        value = loss.item()
         # fp16: overflowing gradients are the loss scaler's business (it skips the step and lowers
         # its scale); checking them here too would starve it of that signal
-        if not math.isfinite(value) or (not self.scaler.is_enabled() and not self.grads_finite()):
+        value, finite = self.loss_and_finite(loss, grads=not self.scaler.is_enabled())
+        if not finite:
             return None
         self.scaler.step(self.opt)
         self.scaler.update()
@@ -260,10 +258,15 @@ class Trainer:
             group["lr"] = lr * group.get("lr_mult", 1.0)
         return lr
 
-    def grads_finite(self) -> bool:
-        grads = [p.grad for p in self.params if p.grad is not None]
-        # one fused pass over all gradients; a NaN or Inf anywhere makes the sum of norms non-finite
-        return not grads or math.isfinite(torch.stack(torch._foreach_norm(grads)).sum().item())
+    def loss_and_finite(self, loss: Tensor, grads: bool = True) -> tuple[float, bool]:
+        """The loss, and whether it and (grads) every gradient are finite, in one read from the
+        device: a host sync per step, not two (on a GPU each one stalls the queue)."""
+        checked = [loss.detach().float()]
+        if grads and (g := [p.grad for p in self.params if p.grad is not None]):
+            # one fused pass over all gradients; a NaN or Inf anywhere makes the sum of norms non-finite
+            checked.append(torch.stack(torch._foreach_norm(g)).sum().float())
+        values = torch.stack(checked).tolist()
+        return values[0], all(math.isfinite(v) for v in values)
 
     def unscale_gradients(self) -> None:
         if self.scaler.is_enabled():
@@ -393,7 +396,7 @@ class Trainer:
                    "device": str(self.device), "world_size": self.world, "threads": torch.get_num_threads(),
                    "params": sum(p.numel() for p in self.raw_model.parameters()), "versions": versions(),
                    "val_examples": len(self.val_split), "num_classes": self.data.num_classes,
-                   "warnings": self.warnings}
+                   "speed": self.speed.to_dict() if self.speed else None, "warnings": self.warnings}
         if self.rank == 0:
             w = self.run_dir / "weights"
             save_safetensors(self.raw_model.state_dict(), w / "final.safetensors")
@@ -437,6 +440,22 @@ def default_callbacks(cfg: Config, run_dir: Path, rank: int = 0) -> list[Callbac
 
 
 _defaults = default_callbacks  # fit's parameter of the same name shadows it there
+
+
+def machine_speed(cfg: Config, model: nn.Module, data: Data, device: torch.device) -> Speed:
+    """precision/channels_last "auto", settled: timed on this machine (coach.train.speed), except
+    where a rule is enough: L-BFGS's line search wants full precision; DDP's processes would each
+    time their own share and could disagree, so they take the device's usual choice."""
+    if cfg.optim.name == "lbfgs":
+        return Speed("fp32", False, {}, "L-BFGS: full precision for its line search")
+    if dist.is_initialized():
+        cuda = device.type == "cuda"
+        return Speed("auto" if cuda else "fp32", cuda and uses_channels_last(model), {},
+                     "under DDP: the device's usual choice, untimed")
+    bs = min(cfg.train.batch_size, len(data.train))
+    steps = cfg.train.epochs * max(len(data.train) // max(bs, 1), 1)
+    return plan_speed(cfg, model, data, device, total_steps=min(steps, cfg.train.max_steps or steps),
+                      budget=cfg.train.time_budget)
 
 
 def _init_distributed() -> None:
@@ -508,13 +527,19 @@ def fit(config: Config | nn.Module | Any = None, data: Data | Any = None, *, run
     mine = isinstance(model, OwnModel)  # the user's module, wrapped (here, or by a search continuing a trial)
     if mine and cfg.model.name != "module":
         cfg = cfg.replace(**{"model.name": "module"})
+    speed = None
+    if resume is None and "auto" in (cfg.train.precision, cfg.train.channels_last):
+        # timed on this machine, then recorded as resolved values: a resume repeats the choice
+        speed = machine_speed(cfg, model, data, device)
+        cfg = resolve(cfg, speed)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         write_json(run_dir / "model.json", model_spec(model, data.kind, data.classes, data.input_shape,
-                                                      type(model.net).__name__ if mine else None))
+                                                      type(model.net).__name__ if mine else None, data.train.x))
     cbs = (_defaults(cfg, run_dir, rank) if default_callbacks else []) + list(callbacks or [])
     trainer = Trainer(cfg, data, model, run_dir, device, cbs, groups)
+    trainer.speed = speed
     if resume is not None:
         trainer.load_state_dict(ckpt.load(run_dir / "checkpoints" / "last.pt"))
     summary = trainer.run()

@@ -21,6 +21,7 @@ import platform
 import shutil
 import tempfile
 import time
+import warnings
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from torch import nn
 
 from coach.config import Config, load_config
 from coach.data.download import atomic_write_bytes
-from coach.data.preprocess import Preprocessor
+from coach.data.preprocess import Preprocessor, input_stats, scale_mismatch
 from coach.errors import UserError
 from coach.nn.models import CoachModel, build_model
 from coach.nn.own import OwnModel, load_exported
@@ -85,13 +86,23 @@ def load_predictions(path: Path) -> dict[str, Any] | None:
 
 
 def model_spec(model: CoachModel | OwnModel, kind: str, classes: list[str], input_shape: tuple[int, ...],
-               module: str | None = None) -> dict[str, Any]:
-    """module: the name of the user's own module or factory (coach.nn.own), None for coach's models."""
+               module: str | None = None, inputs: torch.Tensor | None = None) -> dict[str, Any]:
+    """module: the name of the user's own module or factory (coach.nn.own), None for coach's models.
+    inputs: raw training inputs, whose range and spread prediction compares its inputs with."""
     pre = model.preprocess
     spec = {"kind": kind, "classes": classes, "input_shape": list(input_shape), "num_classes": model.num_classes,
             "preprocess": {"mode": getattr(pre, "mode", "none"),
                            "components": int(pre.proj.shape[1]) if getattr(pre, "mode", "") == "pca" else None}}
+    if inputs is not None:
+        spec["input_stats"] = input_stats(inputs)
     return spec | ({"module": module} if module else {})
+
+
+def warn_scale(spec: dict[str, Any], x: torch.Tensor) -> None:
+    """Say it (stderr, and Python's warnings) when inputs to predict are on another scale than at training."""
+    message = scale_mismatch(spec.get("input_stats"), x)
+    if message:
+        warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def versions() -> dict[str, str]:
@@ -238,6 +249,7 @@ class Run:
         import numpy as np
         model = self.load_model(weights)
         xt = as_inputs(x, tuple(self.spec["input_shape"]))
+        warn_scale(self.spec, xt)
         out = [torch.softmax(model(xt[i:i + 256]).float(), 1) for i in range(0, len(xt), 256)]
         return torch.cat(out).numpy() if out else np.zeros((0, self.spec["num_classes"]), np.float32)
 

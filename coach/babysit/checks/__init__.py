@@ -52,7 +52,8 @@ from coach.babysit.checks.result import CheckResult, explained
 from coach.babysit.findings import Finding, merged
 from coach.config import Config
 from coach.data import Data, load_data
-from coach.data.memory import as_data, in_memory
+from coach.data.memory import as_data, caller_order, in_memory
+from coach.babysit.userbugs import batch_dependence, label_alignment
 from coach.fmt import sig
 from coach.nn.init_report import noise_free
 from coach.nn.models import build_model
@@ -101,7 +102,9 @@ def check(cfg: Config | nn.Module | Any = None, data: Data | Any = None, probe_s
         own.honoured(cfg)
         cfg = cfg.replace(**{"model.name": "module"})
     seed_everything(cfg.seed)
+    order = None
     if in_memory(data):  # arrays, tensors, a Dataset or DataLoader
+        order = caller_order(data)
         data, cfg = as_data(data, cfg)
     data = data if data is not None else load_data(cfg.data, cfg.seed)
     batch = data.train.x[: min(256, len(data.train))]
@@ -115,6 +118,10 @@ def check(cfg: Config | nn.Module | Any = None, data: Data | Any = None, probe_s
                 say(describe_step(name, out.steps))
 
     check_data(data, model, out)
+    if order is not None:  # the caller's own order: a label shifted against its input shows there
+        aligned = label_alignment(*order)
+        out.steps["data"]["labels_aligned"] = aligned is None
+        out.findings += [aligned] if aligned else []
     done("data")
     check_init(model, batch, out, labels=data.train.y[:len(batch)])
     done("init")
@@ -135,13 +142,29 @@ def check(cfg: Config | nn.Module | Any = None, data: Data | Any = None, probe_s
         done("gradcheck")
         out.findings = merged(out.findings)
         return out  # training with wrong gradients is meaningless
+    # the gradient check turned on the batch: no example's output may depend on another's input
+    mixed = batch_dependence(model, batch[:8])
+    out.steps["gradcheck"]["batch_independent"] = mixed is None
+    out.findings += [mixed] if mixed else []
     done("gradcheck")
     check_overfit(cfg, data, out, init_findings, max_steps=overfit_steps, controls=controls, own=own)
     done("overfit")
     check_learning_rate(cfg, data, out, probe_steps, range_steps, own=own)
     done("lr_range")
-    out.findings = merged(defer_slow_learning(out.findings))
+    out.findings = merged(defer_slow_learning(named_misalignment(out.findings)))
     return out
+
+
+def named_misalignment(findings: list[Finding]) -> list[Finding]:
+    """Labels that fit no better than shuffled ones (label_problem) have a named cause when the
+    alignment check found it: the misalignment, which keeps the other's evidence."""
+    mis = next((f for f in findings if f.code == "labels_misaligned"), None)
+    if mis is None:
+        return findings
+    for f in findings:
+        if f.code == "label_problem":
+            mis.evidence.setdefault("explains", []).append({"code": f.code, "message": f.message})
+    return [f for f in findings if f.code != "label_problem"]
 
 
 def describe_step(name: str, s: dict[str, Any]) -> str:
@@ -149,7 +172,9 @@ def describe_step(name: str, s: dict[str, Any]) -> str:
     if name == "data":
         d = s["data"]
         return (f"1. data: {d['train']} train / {d['val']} val / {d['test']} test, {d['classes']} classes, "
-                f"input {d['input_shape']}; after {d['preprocess']}: mean {sig(d['mean'])}, std {sig(d['std'])}")
+                f"input {d['input_shape']}; after {d['preprocess']}: mean {sig(d['mean'])}, std {sig(d['std'])}"
+                + ({True: "; labels aligned with their inputs", False: "; labels MISALIGNED"}[d["labels_aligned"]]
+                   if "labels_aligned" in d else ""))
     if name == "init":
         return f"2. activations at init (std per layer): {', '.join(sig(layer['std']) for layer in s['init'])}"
     if name == "initial_loss":
@@ -164,6 +189,9 @@ def describe_step(name: str, s: dict[str, Any]) -> str:
         if "rescaled" in g:
             line += f"; on a copy rescaled to unit activations {sig(g['rescaled']['max_rel_error'])} " \
                     f"({g['rescaled']['verdict']})"
+        if "batch_independent" in g:
+            line += "; examples independent in a batch" if g["batch_independent"] else \
+                "; examples in a batch DEPEND on each other"
         return line
     if name == "overfit":
         o = s["overfit"]

@@ -1,0 +1,43 @@
+"""What the autopilot predicts with, decided on validation (coach.autopilot.choose): a tie on
+accuracy is broken by the loss; what the chosen weights throw away is said."""
+import torch
+
+from coach.autopilot.choose import Shortlist, early_note, tie_note
+from coach.data import Split
+
+
+class Data:
+    def __init__(self, y):
+        self.val = Split(torch.zeros(len(y), 1), torch.tensor(y))
+
+
+def probs(correct_conf, n=4):
+    """Probabilities over 2 classes that put `correct_conf` on the true class 0 of every example."""
+    return torch.tensor([[correct_conf, 1 - correct_conf]] * n)
+
+
+def test_a_tie_on_accuracy_goes_to_the_lower_validation_loss():
+    short = Shortlist(Data([0, 0, 0, 0]), eval_example=1e-3, seconds=10.0)
+    short.add("best weights", probs(0.6), 1, {"weights": "best"})
+    short.add("EMA weights", probs(0.99), 1, {"weights": "ema"})  # as accurate (1.0), far surer
+    short.add("EMA + TTA", probs(0.9), 2, {"weights": "ema", "tta": "flip"})
+    pick = short.best()
+    assert pick["name"] == "EMA weights" and all(r["acc"] == 1.0 for r in short.rows)
+    assert "broken by the validation loss" in tie_note(short.rows, pick)
+    # a full tie (accuracy and loss) keeps the first, i.e. the cheapest
+    same = Shortlist(Data([0, 0]), 1e-3, 10.0)
+    same.add("a", probs(0.8, 2), 1, {})
+    same.add("b", probs(0.8, 2), 2, {})
+    assert same.best()["name"] == "a" and tie_note(same.rows, same.best()).startswith(" (a tie")
+
+
+def test_candidates_are_tried_only_while_they_fit_the_seconds():
+    short = Shortlist(Data([0] * 100), eval_example=0.01, seconds=2.5)  # 1 s a view of the split
+    assert short.affords(2) and not short.affords(3)
+    short.add("one", probs(0.7, 100), 2, {})
+    assert not short.affords(1) and short.spent == 2.0
+
+
+def test_weights_that_throw_away_most_of_the_training_say_why():
+    assert "step 30 of 100 (30% of the training)" in early_note({"best": {"step": 30}, "steps": 100})
+    assert early_note({"best": {"step": 80}, "steps": 100}) == ""
