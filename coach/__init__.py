@@ -8,7 +8,7 @@ from coach import data, nn, optim  # noqa: F401  (registers sources, models, opt
 from coach.data import load_data
 from coach.nn import build_model, gradcheck, init_report
 
-__version__ = "0.1.0"
+from coach.version import __version__
 __all__ = ["Config", "load_config", "make_config", "UserError", "load_data", "build_model", "gradcheck",
            "init_report", "__version__"]
 

@@ -52,7 +52,3 @@ def params(p: dict[str, Any]) -> str:
     """Hyperparameters as KEY=VALUE with people's numbers, in a stable order."""
     return " ".join(f"{k}={sig(v)}" for k, v in p.items())
 
-
-def pct(x: float) -> str:
-    """An accuracy or other share: 3 significant digits of the fraction (0.9174 -> '0.917')."""
-    return sig(float(x))

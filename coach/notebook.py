@@ -7,7 +7,6 @@ subclasses here add the display, so nothing below imports the pages."""
 from __future__ import annotations
 
 import functools
-import json
 import tempfile
 from dataclasses import fields
 from pathlib import Path
@@ -17,6 +16,7 @@ from coach.autopilot import autopilot
 from coach.babysit import CheckResult, check as check_
 from coach.search import search
 from coach.train import Run, fit as fit_
+from coach.train.run import write_json
 
 # the pages (matplotlib) are imported when a notebook first shows one: `import coach` stays light
 
@@ -39,7 +39,7 @@ class ShownCheck(CheckResult):
         from coach.report import render_check
         from coach.report.page import inline
         with tempfile.TemporaryDirectory(prefix="coach-check-") as d:
-            (Path(d) / "check.json").write_text(json.dumps(self.to_dict(), default=float))
+            write_json(Path(d) / "check.json", self.to_dict())
             return inline(render_check(d).read_text())
 
 

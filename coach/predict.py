@@ -3,7 +3,6 @@ trained model. The model's own preprocessing is applied (it lives inside the mod
 are resized to the model's input size, as the image-folder source does."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,24 +11,7 @@ import torch
 
 from coach.data.sources import IMAGE_EXTENSIONS
 from coach.errors import UserError
-from coach.evaluate import predict_proba
-from coach.train.run import Run, warn_scale
-
-
-def session_choice(path: str | Path) -> tuple[Path, dict[str, Any] | None]:
-    """(model directory, the autopilot's choice of weights / test-time views / ensemble, or
-    None for a plain run directory)."""
-    p = Path(path)
-    if (p / "result.json").exists():  # an autopilot session: its final model, as it was evaluated
-        result = json.loads((p / "result.json").read_text())
-        if not result.get("model_dir"):
-            raise UserError(f"{p}: this autopilot session stopped before training a model ({result.get('stopped')})")
-        return Path(result["model_dir"]), result.get("choice")
-    return p, None
-
-
-def model_dir_of(path: str | Path) -> Path:
-    return session_choice(path)[0]
+from coach.train.run import predictor, warn_scale
 
 
 def read_inputs(path: str | Path, shape: tuple[int, ...], kind: str) -> tuple[list[str], torch.Tensor]:
@@ -73,18 +55,13 @@ def read_inputs(path: str | Path, shape: tuple[int, ...], kind: str) -> tuple[li
 
 
 def predict(model_dir: str | Path, inputs: str | Path, weights: str | None = None) -> list[dict[str, Any]]:
-    """Classify inputs. An autopilot session predicts as its test accuracy was measured (the
-    chosen weights, test-time views and ensemble) unless `weights` names other weights."""
-    directory, choice = session_choice(model_dir)
-    run = Run.open(directory)
+    """Classify inputs with what the folder predicts with (coach.train.run.predictor): an autopilot
+    session as its test accuracy was measured (the chosen weights, test-time views and ensemble)
+    unless `weights` names other weights; a run's best weights."""
+    chosen, run = predictor(model_dir, weights)
     spec = run.spec
     names, x = read_inputs(inputs, tuple(spec["input_shape"]), spec["kind"])
     warn_scale(spec, x)
-    if choice is not None and weights is None:
-        from coach.autopilot.choose import predict_with_choice
-        probs = predict_with_choice(directory, choice, x)
-    else:
-        probs = predict_proba(run.load_model(weights or "best"), x)
-    conf, idx = probs.max(1)
+    conf, idx = chosen.probabilities(x).max(1)
     return [{"input": n, "class": spec["classes"][i], "index": int(i), "probability": float(c)}
             for n, i, c in zip(names, idx.tolist(), conf.tolist())]

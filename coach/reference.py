@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from coach.atomic import atomic_write_bytes
 import coach  # noqa: F401  (fills the registries whose names are the allowed values)
 from coach.babysit.findings import ADVICE, CODES, FOUND_BY, SEVERITY
 from coach.config import ACTIVATIONS, DATASETS, INITS, LOSSES, MODELS, OPTIMIZERS, SCHEDULES, Config
@@ -202,5 +203,5 @@ def fill(text: str) -> str:
 
 if __name__ == "__main__":
     readme = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "README.md")
-    readme.write_text(fill(readme.read_text()))
+    atomic_write_bytes(readme, fill(readme.read_text()).encode())
     print(f"wrote the reference blocks of {readme}")

@@ -139,3 +139,24 @@ def test_pipeline_is_reproducible_and_checks_kind(x):
     assert not torch.equal(aug(x, y, gen(6))[0], a)  # another state, other draws
     with pytest.raises(UserError, match="augment.hflip: only for images"):
         Augment(AugmentConfig(hflip=True), "signal")
+
+
+def test_resized_crop_zooms_into_a_window_of_the_asked_area():
+    """A ramp image (value = column): a crop of a quarter of the area (half the side), resized back,
+    is a ramp half as steep, starting where its window starts (different per sample). A crop that
+    did nothing would keep the slope of 1."""
+    ramp = torch.arange(16.0).repeat(64, 1, 16, 1)  # (64, 1, 16, 16)
+    out = random_resized_crop(ramp, (0.25, 0.25), (1.0, 1.0), gen())
+    slope = (out[..., 4:12, 5:11] - out[..., 4:12, 4:10]).mean((1, 2, 3))
+    assert torch.allclose(slope, torch.full_like(slope, 0.5), atol=0.02)
+    starts = out[:, 0, 8, 0]
+    assert starts.min() >= -0.5 and starts.max() <= 8.5 and starts.std() > 1.0  # windows anywhere, per sample
+
+
+def test_amplitude_scale_multiplies_each_signal_by_its_own_factor():
+    s = torch.rand(200, 1, 40, generator=gen(2)) + 0.5
+    out = Augment(AugmentConfig(scale=0.3), "signal")(s, torch.zeros(200, dtype=torch.long), gen(3))[0]
+    factor = (out / s).flatten(1)
+    assert torch.allclose(factor, factor[:, :1].expand_as(factor), atol=1e-5)  # one factor per signal
+    f = factor[:, 0]
+    assert f.min() >= 0.7 - 1e-5 and f.max() <= 1.3 + 1e-5 and f.std() > 0.12  # U(0.7, 1.3): std 0.17

@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 
-from coach.data.download import atomic_write_bytes, download
+from coach.data.download import download
 from coach.errors import UserError
 
 
@@ -31,27 +31,6 @@ def test_falls_back_to_next_mirror(tmp_path):
     dest = tmp_path / "out.bin"
     download([f"file://{tmp_path}/missing.bin", f"file://{src}"], dest, hashlib.sha256(b"data").hexdigest())
     assert dest.read_bytes() == b"data"
-
-
-def test_atomic_write(tmp_path, monkeypatch):
-    atomic_write_bytes(tmp_path / "a" / "b.txt", b"hello")
-    assert (tmp_path / "a" / "b.txt").read_bytes() == b"hello"
-    assert len(list((tmp_path / "a").iterdir())) == 1
-    import os
-    renames = []
-
-    def dies_before_rename(src, dst):  # the process is killed after writing, before the rename
-        renames.append((src, dst))
-        raise OSError("killed")
-
-    monkeypatch.setattr(os, "replace", dies_before_rename)
-    with pytest.raises(OSError):
-        atomic_write_bytes(tmp_path / "a" / "b.txt", b"a new, longer content")
-    monkeypatch.undo()
-    assert (tmp_path / "a" / "b.txt").read_bytes() == b"hello"  # the old file is whole, not half-new
-    assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.txt"]  # and no temp file is left
-    src, dst = renames[0]
-    assert os.path.dirname(src) == str(tmp_path / "a") and str(dst) == str(tmp_path / "a" / "b.txt")
 
 
 def test_download_shows_progress_as_lines_in_a_log(tmp_path, capsys, monkeypatch):

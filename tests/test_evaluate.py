@@ -12,7 +12,7 @@ from torch import nn
 import coach
 from coach.errors import UserError
 from coach.evaluate import ensemble, evaluate_runs, freeze_batchnorm, predict_proba, recompute_bn, transfer, views
-from coach.evaluate.tta import check_mode, trained_views
+from coach.data.views import check_mode, trained_views
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {"data": {"name": "digits"}, "model": {"name": "convnet", "width": 8, "depth": 1, "blocks": 1},
@@ -252,3 +252,16 @@ def test_cli_evaluate_zoo(runs, tmp_path):
     p = subprocess.run([sys.executable, "-m", "coach", "zoo", str(Path(dirs[0]).parent)], cwd=ROOT,
                        capture_output=True, text=True)
     assert p.returncode == 0 and "digits" in p.stdout
+
+
+def test_tta_averages_the_probabilities_of_every_view():
+    """What test-time augmentation returns is the mean of the model's probabilities over the views
+    (an average of the identity view alone would equal plain prediction)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 3))
+    x = torch.randn(4, 1, 6, 6)
+    for mode in ("flip", "translate", "crops", "multiscale"):
+        by_hand = torch.stack([F.softmax(model(v), 1) for v in views(x, mode, pad=2)]).mean(0)
+        got = predict_proba(model, x, mode, pad=2)
+        assert torch.allclose(got, by_hand, atol=1e-6), mode
+        assert not torch.allclose(got, predict_proba(model, x), atol=1e-3), mode

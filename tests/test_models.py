@@ -60,3 +60,18 @@ def test_a_models_preprocessing_is_its_own_copy():
     Own(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))).build(
         cfg, data.input_shape, data.num_classes, data.preprocess).double()
     assert all(t.dtype == torch.float32 for t in data.preprocess.state_dict().values())
+
+
+def test_width_depth_blocks_and_pooling_shape_the_network():
+    conv = coach.build_model(ModelConfig(name="convnet", width=6, depth=3, blocks=2), (1, 16, 16), 4)
+    convs = [m for m in conv.features if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [6, 6, 12, 12, 24, 24]  # width doubling per stage, blocks per stage
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in conv.features) == 3
+    frac = coach.build_model(ModelConfig(name="convnet", width=6, depth=3, pool="fractional"), (1, 16, 16), 4)
+    assert sum(type(m).__name__ == "FractionalMaxPool" for m in frac.features) == 3
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in frac.features)
+    mlp = coach.build_model(ModelConfig(name="mlp", width=24, depth=3), (10,), 4)
+    assert [m.out_features for m in mlp.features if isinstance(m, torch.nn.Linear)] == [24, 24, 24]
+    res = coach.build_model(ModelConfig(name="resnet", width=5, depth=2, blocks=3), (1, 8, 8), 4)
+    blocks = [m for m in res.modules() if type(m).__name__ == "BasicBlock"]
+    assert len(blocks) == 6 and res.feature_dim == 10

@@ -323,3 +323,89 @@ def test_keep_best_breaks_a_tie_on_the_metric_by_the_validation_loss():
         t.step = step
         lossy.on_eval_end(t, {"val_loss": loss})
     assert t.saved == [1, 3]
+
+
+def test_a_resume_starts_from_the_checkpoint_not_from_step_0(tmp_path):
+    """A run that restarted from scratch ends with the same weights on a deterministic MLP: what
+    shows a real resume is where it starts (the checkpoint's step, its weights) and that no step
+    before it is taken again."""
+    class Stop(Callback):
+        def on_step_end(self, t, logs):
+            if t.step == 25:
+                t.stop_reason = "interrupted"
+
+    class Seen(Callback):
+        def on_train_begin(self, t):
+            self.start = t.step
+            self.weights = {k: v.clone() for k, v in t.raw_model.state_dict().items()}
+            self.steps = []
+
+        def on_step_end(self, t, logs):
+            self.steps.append(t.step)
+
+    run = coach.fit(cfg(**{"train.epochs": 3}), run_dir=tmp_path / "r", callbacks=[Stop()])
+    assert run.summary["status"] == "interrupted" and run.summary["steps"] == 25
+    saved = ckpt.load(tmp_path / "r" / "checkpoints" / "last.pt")
+    seen = Seen()
+    coach.fit(resume=tmp_path / "r", callbacks=[seen])
+    assert seen.start == saved["step"] == 25 and seen.steps[0] == 26
+    assert all(torch.equal(seen.weights[k], v) for k, v in saved["model"].items())
+
+
+def test_regularizers_augmentation_and_warmup_act_inside_a_training_step(tmp_path):
+    """Settings tested as functions elsewhere, shown to act in the fit loop: the batch the model
+    sees is not the raw batch, the layers are active in training and the LR warms up."""
+    seen = {}
+
+    class Peek(Callback):
+        def on_train_begin(self, t):
+            t.raw_model.features.register_forward_pre_hook(
+                lambda m, a: seen.setdefault("batch", a[0].detach().clone()) if m.training else None)
+
+    def batch_of(over, data="digits"):
+        seen.clear()
+        c = coach.make_config({"data": {"name": data}, "model": {"name": "convnet", "width": 4, "depth": 1},
+                               "train": {"epochs": 1, "max_steps": 3, "progress": False, "batch_size": 16,
+                                         "monitor_every": 0}}).replace(**over)
+        run = coach.fit(c, run_dir=tmp_path / str(len(list(tmp_path.iterdir()))), callbacks=[Peek()])
+        return run, seen["batch"]
+
+    raw = batch_of({})[1]
+    for over in ({"augment.brightness": 0.5}, {"augment.contrast": 0.5}, {"augment.pca_jitter": 0.5}):
+        assert not torch.allclose(batch_of(over)[1], raw), over
+    signal = batch_of({}, "mnist1d")[1]
+    assert not torch.allclose(batch_of({"augment.shift": 4}, "mnist1d")[1], signal)
+    run, _ = batch_of({"schedule.warmup": 3, "train.log_every": 1, "optim.lr": 0.01})
+    lrs = [json.loads(ln)["lr"] for ln in (run.dir / "metrics.jsonl").read_text().splitlines() if '"step"' in ln
+           and json.loads(ln)["type"] == "step"]
+    assert lrs[0] < lrs[1] < lrs[2] <= 0.01  # warm-up: the LR rises over the first steps
+
+
+def acted(mod, x, out):
+    """Did a random layer's noise act on this forward? (compared with its deterministic output)"""
+    name = type(mod).__name__
+    if name == "DropConnectLinear":
+        return not torch.allclose(out, torch.nn.functional.linear(x, mod.weight, mod.bias))
+    zero = out.flatten(2 if name == "SpatialDropout" else 1).abs().sum(-1) == 0
+    return bool(zero.any())  # whole channels (spatial dropout) or whole samples' branches (stochastic depth)
+
+
+@pytest.mark.parametrize("name, over, layer", [
+    ("mlp", {"regularize.dropconnect": 0.5}, "DropConnectLinear"),
+    ("convnet", {"regularize.spatial_dropout": 0.5}, "SpatialDropout"),
+    ("resnet", {"regularize.stochastic_depth": 0.9}, "StochasticDepth"),
+])
+def test_random_layers_drop_in_a_training_step(tmp_path, name, over, layer):
+    """The layer is in the model the config builds and its noise acts at every training step."""
+    calls = []
+
+    class Watch(Callback):
+        def on_train_begin(self, t):
+            m = next(m for m in t.raw_model.modules() if type(m).__name__ == layer)
+            m.register_forward_hook(lambda mod, a, out: calls.append(acted(mod, a[0], out)) if mod.training else None)
+
+    model = {"name": name, "width": 8, "depth": 2} | ({"blocks": 1} if name != "mlp" else {})
+    c = coach.make_config({"data": {"name": "digits"}, "model": model,
+                           "train": {"epochs": 1, "max_steps": 3, "progress": False, "monitor_every": 0}}).replace(**over)
+    coach.fit(c, run_dir=tmp_path / "r", callbacks=[Watch()])
+    assert len(calls) == 3 and all(calls)

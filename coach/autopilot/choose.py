@@ -17,17 +17,13 @@ import torch
 
 from coach.config import Config
 from coach.data import Data
-from coach.evaluate import ensemble, predict_proba, recompute_bn, scores
-from coach.evaluate.tta import trained_views, views
+from coach.data.views import trained_views, views
 from coach.fmt import sig
 from coach.train import Run
+from coach.train.predict import Choice, Predictor, ensemble, predict_proba, recompute_bn, scores, view_pad
 from coach.train.run import save_predictions, save_safetensors
 
 BN_EXAMPLES = 5_000  # training examples the EMA weights' batch-norm statistics are re-estimated on
-
-
-def tta_pad(cfg: Any) -> int:
-    return max(cfg.augment.crop_padding, 2)
 
 
 def load_weights(run_dir: Path, which: str, data: Data, template: torch.nn.Module | None = None) -> torch.nn.Module:
@@ -98,7 +94,7 @@ def choose(final_dir: Path, data: Data, eval_example: float, seconds: float,
     no test-time views among the candidates. predictions_to: where the chosen candidate's
     validation predictions go (for the page)."""
     cfg = Run.open(final_dir).config
-    pad, bn = tta_pad(cfg), min(len(data.train), BN_EXAMPLES) * eval_example
+    pad, bn = view_pad(cfg), min(len(data.train), BN_EXAMPLES) * eval_example
     short = Shortlist(data, eval_example, seconds)
     models = {"best": load_weights(final_dir, "best", data, template)}
     short.add("best weights", predict_proba(models["best"], data.val.x, pad=pad), 1,
@@ -165,17 +161,7 @@ def tie_note(rows: list[dict[str, Any]], pick: dict[str, Any]) -> str:
             f"{sig(pick['loss'])} against {', '.join(sig(r['loss']) for r in tied)})")
 
 
-def predict_with_choice(final_dir: Path, choice: dict[str, Any], x: torch.Tensor) -> Any:
-    """Probabilities of the chosen model (weights, test-time views, ensemble members seen
-    through the same views) on inputs x."""
-    run = Run.open(final_dir)
-    tta, pad = choice.get("tta", "none"), tta_pad(run.config)
-    probs = [predict_proba(run.load_model("chosen"), x, tta, pad=pad)]
-    for d in choice.get("ensemble", []):
-        probs.append(predict_proba(Run.open(d).load_model("final"), x, tta, pad=pad))
-    return ensemble(probs)
-
-
 def test_once(final_dir: Path, choice: dict[str, Any], data: Data) -> dict[str, float]:
-    """The one look at the test split."""
-    return scores(predict_with_choice(final_dir, choice, data.test.x), data.test.y)
+    """The one look at the test split, with what `coach predict` will use (coach.train.predict)."""
+    chosen = Predictor(Run.open(final_dir), Choice("chosen", choice["tta"], list(choice["ensemble"])), Run.open)
+    return scores(chosen.probabilities(data.test.x), data.test.y)

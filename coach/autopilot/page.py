@@ -9,11 +9,10 @@ from typing import Any
 
 from coach.autopilot.session import Session
 from coach.babysit.diagnose import read_jsonl
-from coach.data.download import atomic_write_bytes
 from coach.fmt import seconds as duration_text
 from coach.fmt import sig
 from coach.report.figures import plot_decisions, plot_lr_vs_val, plot_timeline
-from coach.report.page import STYLE, findings_html, img
+from coach.report.page import findings_html, img, write_page
 
 STAGES = (("setup", "1. Data and the plain recipe (the floor)"), ("cost", "2-3. Cost model and model size"),
           ("check", "4. Babysitter checks"), ("search", "5. Decisions, judged at the length that counts"),
@@ -169,12 +168,4 @@ def render_session(s: Session) -> Path:
         render(s.out / "sweep")
     if (final / "summary.json").exists():
         render_run(final)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>coach autopilot</title>"
-            f"<style>{STYLE}</style></head><body>" + "\n".join(p for p in parts if p) +
-            "<script>window.addEventListener('load',()=>{const b=document.body.dataset;"
-            "b.plots=[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length;"
-            "b.images=document.images.length;b.width=document.documentElement.scrollWidth;});</script>"
-            "</body></html>")
-    path = s.out / "report.html"
-    atomic_write_bytes(path, page.encode())
-    return path
+    return write_page(s.out / "report.html", "coach autopilot", parts)

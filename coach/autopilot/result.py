@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from coach.errors import UserError
-from coach.train.run import Kept, Run, TempDir, as_inputs, warn_scale
+from coach.train.run import Kept, Run, TempDir, as_inputs, predictor, warn_scale
 
 
 class SessionResult(Kept):
@@ -23,13 +23,12 @@ class SessionResult(Kept):
     def predict(self, x: Any) -> Any:
         """Class probabilities (numpy, N x C) of the chosen model (weights, test-time views,
         ensemble: as its test accuracy was measured) for raw inputs x."""
-        from coach.autopilot.choose import predict_with_choice
         if not self.get("model_dir"):
             raise UserError(f"this autopilot session stopped before training a model ({self.get('stopped')})")
         spec = Run.open(self["model_dir"]).spec
         xt = as_inputs(x, tuple(spec["input_shape"]))
         warn_scale(spec, xt)
-        return predict_with_choice(Path(self["model_dir"]), self["choice"], xt).numpy()
+        return predictor(self.out)[0].probabilities(xt).numpy()
 
     def _repr_html_(self) -> str:
         from coach.report.page import inline  # matplotlib: only once a notebook shows a page

@@ -20,7 +20,7 @@ __all__ = ["build_parser", "main", "demo_folder", "format_check"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from coach import __version__
+    from coach.version import __version__
 
     p = argparse.ArgumentParser(prog="coach", description="Train neural networks the CS231n way, babysat.")
     p.add_argument("--version", action="version", version=f"coach {__version__}")

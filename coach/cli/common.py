@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from coach.errors import UserError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -40,9 +39,9 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="print only the result (no progress)")
 
 
-def add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", choices=DEVICES, default="auto",
-                   help="auto (default: cuda, else mps, else cpu) or one of them")
+def add_device(p: argparse.ArgumentParser, default: str | None = "auto",
+               help: str = "auto (default: cuda, else mps, else cpu) or one of them") -> None:
+    p.add_argument("--device", choices=DEVICES, default=default, help=help)
 
 
 def speaker(args: argparse.Namespace) -> Callable[[str], None] | None:
@@ -55,23 +54,6 @@ def speaker(args: argparse.Namespace) -> Callable[[str], None] | None:
         print(line, flush=True)
 
     return say
-
-
-def folder_kind(path: str | Path) -> str:
-    """Which kind of coach folder path is: session (autopilot), sweep, run or check."""
-    p = Path(path)
-    if (p / "state.json").exists():
-        return "session"
-    if (p / "sweep.json").exists():
-        return "sweep"
-    if (p / "config.yaml").exists() and (p / "model.json").exists():
-        return "run"
-    if (p / "check.json").exists():
-        return "check"
-    if not p.exists():
-        raise UserError(f"{p}: no such folder")
-    raise UserError(f"{p}: not a coach folder (a run holds config.yaml and model.json, a sweep sweep.json, "
-                    "an autopilot session state.json, a check result check.json)")
 
 
 def read_json(path: Path) -> Any:

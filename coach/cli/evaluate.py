@@ -7,13 +7,14 @@ import argparse
 import json
 from pathlib import Path
 
-from coach.cli.common import DEVICES, add_quiet, folder_kind, read_json
+from coach.cli.common import add_device, add_quiet, read_json
 from coach.errors import EXIT_OK, UserError
+from coach.folders import kind_of
 from coach.fmt import sig
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    kind = folder_kind(args.dir)
+    kind = kind_of(args.dir)
     if kind == "session":
         from coach.autopilot.page import render_session
         from coach.autopilot.session import Session
@@ -27,31 +28,28 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from coach.evaluate import evaluate_runs, format_table
-    from coach.predict import session_choice
     from coach.train.loop import pick_device
+    from coach.train.run import predictor
 
     device = str(pick_device(args.device))
-    runs, choices = [], []
+    runs, sessions = [], []
     for d in args.runs:
-        kind = folder_kind(d)
+        kind = kind_of(d)
         if kind not in ("run", "session"):
             raise UserError(f"{d}: a {kind} folder holds no model to evaluate; give a run or an autopilot session")
-        model_dir, choice = session_choice(d)
-        runs.append(model_dir)
-        choices.append((d, model_dir, choice))
+        chosen, run = predictor(d)
+        runs.append(run.dir)
+        if kind == "session":
+            sessions.append((d, chosen, run))
     result = evaluate_runs(runs, tta=args.tta, use_ensemble=args.ensemble, split=args.split, device=device)
-    for folder, model_dir, choice in choices:
-        if choice is not None:  # what the session chose: weights, test-time views, ensemble
-            from coach.autopilot.choose import predict_with_choice
-            from coach.data import load_data
-            from coach.evaluate.predict import scores
-            from coach.train.run import Run
-            data = load_data(Run.open(model_dir).config.data)
-            part = data.val if args.split == "val" else data.test
-            row = scores(predict_with_choice(model_dir, choice, part.x), part.y)
-            result["rows"].append({"name": f"{Path(folder).name} (the autopilot's choice: {choice.get('weights', 'best')} weights)",
-                                   "tta": choice.get("tta", "none"), **row,
-                                   "gain": row["acc"] - result["rows"][0]["acc"]})
+    for folder, chosen, run in sessions:  # what the session chose: weights, test-time views, ensemble
+        from coach.data import load_data
+        from coach.train.predict import scores
+        data = load_data(run.config.data)
+        part = data.val if args.split == "val" else data.test
+        row = scores(chosen.probabilities(part.x, device), part.y)
+        result["rows"].append({"name": f"{Path(folder).name} (the autopilot's choice: {chosen.choice.weights} weights)",
+                               "tta": chosen.choice.tta, **row, "gain": row["acc"] - result["rows"][0]["acc"]})
     print(format_table(result))
     print(f"saved: {Path(runs[0]) / f'evaluation-{args.split}.json'}")
     return EXIT_OK
@@ -82,7 +80,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from coach.evaluate.tta import MODES
+    from coach.data.views import MODES
     r = sub.add_parser("report", help="write report.html for any coach folder (offline page)")
     r.add_argument("dir", metavar="DIR", help="a run, a sweep, an autopilot session or a check result")
     r.set_defaults(func=cmd_report)
@@ -93,7 +91,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--ensemble", action="store_true", help="also average the runs' probabilities")
     e.add_argument("--split", default="val", choices=("val", "test"),
                    help="val (default) or test: the test split is read only when asked")
-    e.add_argument("--device", choices=DEVICES, default="auto", help="auto (default): cuda, else mps, else cpu")
+    add_device(e)
     add_quiet(e)
     e.set_defaults(func=cmd_evaluate)
 

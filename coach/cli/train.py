@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from coach.cli.common import add_config_args, add_out, add_quiet, err
+from coach.cli.common import add_config_args, add_device, add_out, add_quiet, err
 from coach.errors import EXIT_NOT_LEARNED, EXIT_OK, UserError
 from coach.fmt import seconds, sig
 
@@ -100,7 +100,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_config_args(t)
     add_out(t, "the run folder to write (default runs/<time>-<data>-<model>)", old="--run-dir")
     t.add_argument("--resume", metavar="DIR", help="continue an interrupted run")
-    t.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="same as --set train.device=...")
+    add_device(t, None, "same as --set train.device=...")
     t.add_argument("--check", action="store_true", help="run `coach check` first; its results go in the report")
     add_quiet(t)
     t.set_defaults(func=cmd_train)

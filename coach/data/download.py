@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+from coach.atomic import atomic_write
 from coach.errors import UserError
 
 
@@ -70,54 +70,29 @@ def download(urls: list[str] | str, dest: str | Path, sha256: str, timeout: floa
     dest = Path(dest)
     if dest.exists() and sha256_of(dest) == sha256:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for url in [urls] if isinstance(urls, str) else urls:
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-        try:
-            h = hashlib.sha256()
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as src:
-                size = src.headers.get("Content-Length") if hasattr(src, "headers") else None
-                progress = _Progress(dest.name, int(size) if size and size.isdigit() else None)
-                for chunk in iter(lambda: src.read(1 << 20), b""):
-                    h.update(chunk)
-                    out.write(chunk)
-                    progress.update(len(chunk))
-                progress.close()
-                out.flush()
-                os.fsync(out.fileno())
-            if h.hexdigest() != sha256:
-                errors.append(f"{url}: checksum mismatch (got {h.hexdigest()}, expected {sha256})")
-                continue
-            os.replace(tmp, dest)
+        try:  # streamed into coach.atomic's temporary file, renamed into place only if the hash matches
+            atomic_write(dest, lambda out: _fetch(url, out, dest.name, sha256, timeout))
             return dest
-        except OSError as e:
+        except (OSError, ChecksumMismatch) as e:
             errors.append(f"{url}: {e}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     raise UserError(f"could not download {dest.name}:\n  " + "\n  ".join(errors))
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write a whole file or nothing: temp file in the same folder, fsync, rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+class ChecksumMismatch(Exception):
+    """The downloaded bytes are not the file the SHA-256 names (nothing is kept)."""
 
 
-def atomic_copy_dir(src: Path, dest: Path) -> None:
-    """Move a fully written folder into place in one rename."""
-    if dest.exists():
-        shutil.rmtree(src)
-        return
-    os.replace(src, dest)
+def _fetch(url: str, out: Any, name: str, sha256: str, timeout: float) -> None:
+    h = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=timeout) as src:
+        size = src.headers.get("Content-Length") if hasattr(src, "headers") else None
+        progress = _Progress(name, int(size) if size and size.isdigit() else None)
+        for chunk in iter(lambda: src.read(1 << 20), b""):
+            h.update(chunk)
+            out.write(chunk)
+            progress.update(len(chunk))
+        progress.close()
+    if h.hexdigest() != sha256:
+        raise ChecksumMismatch(f"checksum mismatch (got {h.hexdigest()}, expected {sha256})")

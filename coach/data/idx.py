@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from coach.atomic import atomic_write_bytes
 from coach.errors import UserError
 
 _TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -44,4 +45,4 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
     big = array.astype(np.dtype(_TYPES[code]))
     data = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + big.tobytes()
     path = Path(path)
-    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    atomic_write_bytes(path, gzip.compress(data) if path.suffix == ".gz" else data)

@@ -23,7 +23,8 @@ from typing import Callable, Literal
 import numpy as np
 
 from coach.config import DATASETS, DataConfig
-from coach.data.download import atomic_write_bytes, cache_dir, download
+from coach.atomic import atomic_write_bytes
+from coach.data.download import cache_dir, download
 from coach.data.idx import read_idx
 from coach.errors import UserError
 

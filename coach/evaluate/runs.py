@@ -14,8 +14,8 @@ import torch
 
 from coach.data import Data, load_data
 from coach.errors import UserError
-from coach.evaluate.predict import ensemble, has_batchnorm, predict_proba, recompute_bn, scores
-from coach.evaluate.tta import check_mode
+from coach.train.predict import ensemble, has_batchnorm, predict_proba, recompute_bn, scores
+from coach.data.views import check_mode
 from coach.train import checkpoint as ckpt
 from coach.train.run import Run, read_safetensors, write_json
 

@@ -8,8 +8,7 @@ import html
 import json
 from pathlib import Path
 
-from coach.data.download import atomic_write_bytes
-from coach.report.page import STYLE, findings_html, img
+from coach.report.page import findings_html, img, write_page
 from coach.report.run_report import check_table, plot_activations, plot_gradients, plot_lr_range
 
 
@@ -28,10 +27,4 @@ def render_check(folder: str | Path) -> Path:
              img(plot_gradients(steps.get("init_grads", {}), "gradients at initialization (one backward pass)"),
                  "init grads"),
              img(plot_lr_range(steps.get("lr_range", {})), "lr range")]
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>" + "\n".join(p for p in parts if p) +
-            "<script>window.addEventListener('load',()=>{document.body.dataset.plots="
-            "[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length;});</script></body></html>")
-    path = d / "report.html"
-    atomic_write_bytes(path, page.encode())
-    return path
+    return write_page(d / "report.html", title, parts)

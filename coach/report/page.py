@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -12,9 +13,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from coach.atomic import atomic_write_bytes  # noqa: E402
 from coach.babysit.findings import Finding  # noqa: E402
 
-__all__ = ["STYLE", "figure_uri", "findings_html", "img", "inline", "plt"]
+__all__ = ["STYLE", "figure_uri", "findings_html", "img", "inline", "plt", "write_page"]
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -46,6 +48,23 @@ def findings_html(findings: list[Finding] | list[dict[str, Any]]) -> str:
                    f'({f["severity"]}): {html.escape(f["message"])}'
                    f'<div class="advice">&rarr; {html.escape(f["advice"])}</div></div>')
     return "\n".join(out)
+
+
+# after loading, the page says on its body how many of its pictures drew, how many it has and how
+# wide it is (the Chromium tests read these)
+LOADED = ("<script>window.addEventListener('load',()=>{const b=document.body.dataset;"
+          "b.plots=[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length;"
+          "b.images=document.images.length;b.width=document.documentElement.scrollWidth;});</script>")
+
+
+def write_page(path: Path, title: str, parts: list[str], style: str = "", script: str = "") -> Path:
+    """Every coach page: the shell, the shared style (plus `style`), the parts in order (empty
+    ones left out), the load report and `script`; written atomically. Returns path."""
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}{style}</style></head><body>" + "\n".join(p for p in parts if p)
+            + LOADED + (f"<script>{script}</script>" if script else "") + "</body></html>")
+    atomic_write_bytes(path, page.encode())
+    return path
 
 
 def inline(page: str, height: int = 720) -> str:

@@ -17,10 +17,9 @@ from typing import Any
 
 from coach.babysit.diagnose import diagnose_run, read_jsonl
 from coach.babysit.findings import Finding
-from coach.data.download import atomic_write_bytes
 from coach.fmt import seconds, sig
 from coach.report.figures import plot_confusion, plot_mistakes, plot_per_class
-from coach.report.page import STYLE, figure_uri, findings_html, img, plt
+from coach.report.page import figure_uri, findings_html, img, plt, write_page
 from coach.train.run import Run
 
 
@@ -183,13 +182,7 @@ def render_run(run_dir: str | Path) -> Path:
     if check:
         parts += ["<h2>coach check</h2>", check_table(check["steps"]),
                   img(plot_lr_range(check["steps"].get("lr_range", {})), "lr range")]
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>coach report</title><style>{STYLE}</style>"
-            "</head><body>" + "\n".join(p for p in parts if p) +
-            "<script>window.addEventListener('load',()=>{document.body.dataset.plots="
-            "[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length;});</script></body></html>")
-    path = run.dir / "report.html"
-    atomic_write_bytes(path, page.encode())
-    return path
+    return write_page(run.dir / "report.html", "coach report", parts)
 
 
 def mistakes_section(path: Path, names: list[str], kind: str, which: str) -> list[str]:

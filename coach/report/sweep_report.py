@@ -20,10 +20,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import cm, colors  # noqa: E402
 
 from coach.babysit.diagnose import read_jsonl  # noqa: E402
-from coach.data.download import atomic_write_bytes  # noqa: E402
 from coach.errors import UserError  # noqa: E402
 from coach.fmt import sig  # noqa: E402
-from coach.report.page import STYLE, figure_uri, img  # noqa: E402
+from coach.report.page import figure_uri, img, write_page  # noqa: E402
 from coach.search.space import parse_dim, too_few_trials  # noqa: E402
 
 SORT_JS = """
@@ -148,12 +147,7 @@ def render_sweep(sweep_dir: str | Path, colour_by: str | None = None) -> Path:
              img(plot_curves(trials, "val_acc", key, log, f"validation accuracy (colour: {key})"), "val curves"),
              "</div>", img(plot_vs_params(trials, space, monitor), "metric vs hyperparameters"),
              "<h2>Stages</h2>", _stages_table(summary["stages"]), "<h2>Trials</h2>", _trials_table(trials, space)]
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>coach sweep</title><style>{STYLE}"
-            "th{cursor:pointer}</style></head><body>" + "\n".join(p for p in parts if p)
-            + f"<script>{SORT_JS}</script></body></html>")
-    path = sweep / "report.html"
-    atomic_write_bytes(path, page.encode())
-    return path
+    return write_page(sweep / "report.html", "coach sweep", parts, style="th{cursor:pointer}", script=SORT_JS)
 
 
 def _stages_table(stages: list[dict[str, Any]]) -> str:

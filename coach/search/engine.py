@@ -37,7 +37,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from coach.config import Config, load_config, make_config, save_config
+from coach.config import Config, make_config, save_config
 from coach.data import Data, load_data
 from coach.data.memory import as_data, in_memory
 from coach.errors import UserError
@@ -478,6 +478,3 @@ def summarize(store: optuna.storages.BaseStorage, sweep: Path, cfg: Config, stra
     write_json(sweep / "sweep.json", summary)
     return summary
 
-
-def load_sweep_config(sweep_dir: Path) -> Config:
-    return load_config(sweep_dir / "config.yaml")

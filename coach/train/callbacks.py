@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from coach.atomic import atomic_write_bytes
 from coach.config import Config
 from coach.data import Data, Split
 from coach.fmt import interactive, seconds, sig
@@ -119,7 +120,7 @@ class MetricsLog(Callback):
     def on_train_begin(self, t: Loop) -> None:
         if self.path.exists():
             kept = [ln for ln in self.path.read_text().splitlines() if (r := _record(ln)) and r["step"] <= t.step]
-            self.path.write_text("".join(ln + "\n" for ln in kept))
+            atomic_write_bytes(self.path, "".join(ln + "\n" for ln in kept).encode())
         self.file = open(self.path, "a", buffering=1)
 
     def _write(self, record: dict[str, Any]) -> None:

@@ -37,6 +37,7 @@ from coach.train.callbacks import (EMA, Callback, EarlyStopping, GradClip, KeepB
                                    Snapshots, TimeBudget, Timer)
 from coach.train.losses import make_loss, mixed
 from coach.train.monitors import Monitor
+from coach.train.predict import eval_batch_size
 from coach.train.speed import Speed, autocast_dtype, plan_speed, resolve, uses_channels_last
 from coach.train.tensorboard import TensorBoard
 from coach.train.run import (Run, TempDir, default_run_dir, model_spec, save_predictions, save_safetensors, versions,
@@ -84,12 +85,6 @@ def interrupt_flag() -> Iterator[threading.Event]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-
-
-def eval_batch_size(device: torch.device | str) -> int:
-    """Forward-only batches: big on an accelerator; on a CPU a 1024-example batch's activations
-    fall out of cache (measured 2x slower per example than 128 for the default convnet)."""
-    return 1024 if torch.device(device).type != "cpu" else 128
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from coach.atomic import atomic_write_bytes
 from coach.nn.init_report import activation_stats, gradient_histogram
 from coach.train.callbacks import Callback, Loop
 
@@ -40,7 +41,7 @@ class LayerMonitor:
         if self.path is not None:
             if self.path.exists():
                 kept = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
-                self.path.write_text("".join(ln + "\n" for ln in kept))
+                atomic_write_bytes(self.path, "".join(ln + "\n" for ln in kept).encode())
             self._file = open(self.path, "a", buffering=1)
         if step == 0:
             self.write({"step": 0, "loss": None, "lr": None, "layers": {}, "acts": self.acts(), "nonfinite": 0})

@@ -28,15 +28,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save as save_bytes
 from torch import nn
 
 from coach.config import Config, load_config
-from coach.data.download import atomic_write_bytes
+from coach.atomic import atomic_write_bytes
 from coach.data.preprocess import Preprocessor, input_stats, scale_mismatch
 from coach.errors import UserError
+from coach.folders import kind_of
+from coach.version import __version__
 from coach.nn.models import CoachModel, build_model
 from coach.nn.own import OwnModel, load_exported
+from coach.train.predict import Choice, Predictor
 
 
 def default_run_dir(cfg: Config, root: str | Path = "runs") -> Path:
@@ -53,10 +56,8 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, save_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+                                        metadata=metadata))
 
 
 MISTAKES = 24  # the most confident mistakes a report shows
@@ -106,7 +107,6 @@ def warn_scale(spec: dict[str, Any], x: torch.Tensor) -> None:
 
 
 def versions() -> dict[str, str]:
-    from coach import __version__
     return {"coach": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
@@ -242,16 +242,41 @@ class Run:
         load_checked(own, state)
         return own.eval()
 
-    @torch.no_grad()
     def predict(self, x: Any, weights: str = "best") -> Any:
         """Class probabilities (a numpy array, N x C) for raw inputs x (arrays or a tensor, shaped as
-        the training inputs), with the run's preprocessing, in batches, on the CPU."""
-        import numpy as np
-        model = self.load_model(weights)
+        the training inputs), with the run's preprocessing, on the CPU (coach.train.predict)."""
         xt = as_inputs(x, tuple(self.spec["input_shape"]))
         warn_scale(self.spec, xt)
-        out = [torch.softmax(model(xt[i:i + 256]).float(), 1) for i in range(0, len(xt), 256)]
-        return torch.cat(out).numpy() if out else np.zeros((0, self.spec["num_classes"]), np.float32)
+        return Predictor(self, Choice(weights)).probabilities(xt).numpy()
+
+
+def predictor(path: str | Path | Run, weights: str | None = None) -> tuple[Predictor, Run]:
+    """What a coach folder predicts with, and its run: a run's `weights` (default best); an
+    autopilot session's choice (weights, test-time views, ensemble) as its test accuracy was
+    measured, unless `weights` names others; a sweep's best trial."""
+    run = path if isinstance(path, Run) else None
+    choice = Choice(weights or "best")
+    if run is None:
+        kind = kind_of(path)
+        if kind == "session":
+            result = json.loads((Path(path) / "result.json").read_text()) if (Path(path) / "result.json").exists() \
+                else {}
+            if not result.get("model_dir"):
+                raise UserError(f"{path}: this autopilot session has not trained a model "
+                                f"({result.get('stopped') or 'it is not finished'})")
+            run = Run.open(result["model_dir"])
+            choice = Choice(weights) if weights else Choice("chosen", result["choice"].get("tta", "none"),
+                                                            list(result["choice"].get("ensemble", [])))
+        elif kind == "sweep":
+            best = json.loads((Path(path) / "sweep.json").read_text()).get("best")
+            if not best:
+                raise UserError(f"{path}: this sweep has no finished trial to predict with")
+            run = Run.open(best["run_dir"])
+        elif kind == "run":
+            run = Run.open(path)
+        else:
+            raise UserError(f"{path}: a check result holds no model to predict with")
+    return Predictor(run, choice, Run.open), run
 
 
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:

@@ -32,7 +32,8 @@ from coach.optim import build_optimizer
 from coach.train import checkpoint as ckpt
 from coach.train.losses import make_loss
 
-MIN_RUN_SECONDS = 10.0  # a run shorter than this is not worth timing variants for
+MIN_RUN_SECONDS = 60.0  # a run shorter than this is not worth timing variants for (their first steps alone
+# cost seconds: oneDNN builds its kernels for each new layout and precision)
 TIMING_SHARE = 0.05  # timing the other variants may cost at most this share of the run's expected time
 NOISE = 0.05  # a variant must be this much faster than fp32 to be chosen
 
@@ -190,7 +191,7 @@ def _measure(cfg: Config, model: nn.Module, data: Data, device: torch.device, op
         measured[variant_name(precision, channels_last)] = bs / seconds
         if len(measured) == 1:  # fp32's pace prices the run and the timing of the others
             run = min(total_steps * seconds if total_steps is not None else float("inf"), budget or float("inf"))
-            if (len(options) - 1) * (steps + 2) * seconds > TIMING_SHARE * run:
+            if run < MIN_RUN_SECONDS or (len(options) - 1) * (steps + 2) * seconds > TIMING_SHARE * run:
                 break
     return measured
 
