@@ -20,8 +20,7 @@ import torch
 from coach.config import Config
 from coach.data import Data
 from coach.data.augment import Augment
-from coach.nn.models import build_model
-from coach.nn.own import Own
+from coach.nn.maker import BUILDER, Maker
 from coach.optim import build_optimizer
 from coach.train.loop import eval_batch_size, pick_device
 from coach.train.speed import autocast_dtype, step_seconds, sync, uses_channels_last
@@ -51,16 +50,14 @@ def ladder(kind: str) -> tuple[int, ...]:
 
 
 def time_config(cfg: Config, data: Data, steps: int = 8, warmup: int = 2, max_seconds: float = 1.0,
-                timer: Callable[[], float] = time.perf_counter, own: Own | None = None) -> Cost:
-    """Measure cfg's model (own: the user's module or factory, coach.nn.own) as the trainer runs
+                timer: Callable[[], float] = time.perf_counter, maker: Maker = BUILDER) -> Cost:
+    """Measure cfg's model (made by maker: coach's builder, the user's module or factory) as the trainer runs
     it (cfg's resolved precision and memory layout, its augmentation): `warmup` + `steps`
     training steps (fewer, at least 3, when they would take over `max_seconds`), then a few
     validation batches."""
     device = pick_device(cfg.train.device)
     torch.manual_seed(cfg.seed)
-    model = (own.build(cfg, data.input_shape, data.num_classes, data.preprocess) if own is not None else
-             build_model(cfg.model, data.input_shape, data.num_classes, cfg.regularize, data.preprocess,
-                         batch=data.train.x[:256])).to(device)
+    model = maker.build(cfg, data.input_shape, data.num_classes, data.preprocess, data.train.x[:256]).to(device)
     layout = torch.channels_last if cfg.train.channels_last is True and uses_channels_last(model) else None
     if layout is not None:
         model = model.to(memory_format=layout)
@@ -97,7 +94,7 @@ def time_config(cfg: Config, data: Data, steps: int = 8, warmup: int = 2, max_se
 
 def choose_threads(cfg: Config, data: Data, measure: Callable[[Config, Data], Cost] | None = None,
                    timer: Callable[[], float] = time.perf_counter,
-                   own: Own | None = None) -> tuple[int, dict[int, float], Cost | None]:
+                   maker: Maker = BUILDER) -> tuple[int, dict[int, float], Cost | None]:
     """The number of CPU threads that trains fastest now, and cfg's cost at it. With another
     process holding a core, torch's threads wait on each other at every operation (a 2-thread
     step measured 1.7x slower than a 1-thread one on 2 busy cores); on an idle machine more
@@ -105,7 +102,7 @@ def choose_threads(cfg: Config, data: Data, measure: Callable[[Config, Data], Co
     are noisy); sets the winner. On a GPU: unchanged, nothing timed."""
     if pick_device(cfg.train.device).type != "cpu":
         return torch.get_num_threads(), {}, None
-    measure = measure or (lambda c, d: time_config(c, d, steps=10, timer=timer, own=own))
+    measure = measure or (lambda c, d: time_config(c, d, steps=10, timer=timer, maker=maker))
     n = torch.get_num_threads()
     costs: dict[int, Cost] = {}
 
@@ -133,7 +130,7 @@ def choose_threads(cfg: Config, data: Data, measure: Callable[[Config, Data], Co
 
 def measure_ladder(cfg: Config, data: Data, affordable: Callable[[Cost], bool], seconds: float,
                    widths: tuple[int, ...] | None = None, known: Cost | None = None, up: bool = True,
-                   timer: Callable[[], float] = time.perf_counter, own: Own | None = None) -> list[Cost]:
+                   timer: Callable[[], float] = time.perf_counter, maker: Maker = BUILDER) -> list[Cost]:
     """Time the ladder's sizes, from cfg's width upwards (`up`) or downwards, starting with
     `known` (a size already timed, not timed again); stop after the first size `affordable`
     rejects going up (its cost is known, so the report can say why it was not chosen) or
@@ -142,10 +139,10 @@ def measure_ladder(cfg: Config, data: Data, affordable: Callable[[Cost], bool], 
     w0 = cfg.model.width
     order = sorted(w for w in widths if w > w0) if up else sorted((w for w in widths if w < w0), reverse=True)
     start = timer()
-    first = known if known is not None and known.width == w0 else time_config(cfg, data, steps=6, timer=timer, own=own)
+    first = known if known is not None and known.width == w0 else time_config(cfg, data, steps=6, timer=timer, maker=maker)
     out: list[Cost] = [first]
     for w in order:
         if timer() - start > seconds or (affordable(out[-1]) != up):
             break
-        out.append(time_config(cfg.replace(**{"model.width": w}), data, steps=6, timer=timer, own=own))
+        out.append(time_config(cfg.replace(**{"model.width": w}), data, steps=6, timer=timer, maker=maker))
     return sorted(out, key=lambda c: c.width)

@@ -24,7 +24,7 @@ from coach.config import Config, save_config
 from coach.data import Data
 from coach.evaluate import predict_proba
 from coach.fmt import seconds as duration_text, sig
-from coach.nn.own import Own
+from coach.nn.maker import BUILDER, Maker
 from coach.search.engine import SearchInterrupted, TrialGuard
 from coach.train import Run, fit
 from coach.train.run import write_json
@@ -37,7 +37,7 @@ def planned_epochs(seconds: float, epoch_seconds: float) -> int:
 
 
 def train_for(cfg: Config, run_dir: Path, data: Data, seconds: float, epoch_seconds: float,
-              own: Own | None = None) -> Run:
+              maker: Maker = BUILDER) -> Run:
     """Train cfg from scratch for `seconds`, its schedule fitted to them (so it ends decayed);
     a run that already finished is read back, a half-finished one resumed. A run whose loss
     rises past 3x its start stops at once (the search's divergence guard)."""
@@ -45,11 +45,11 @@ def train_for(cfg: Config, run_dir: Path, data: Data, seconds: float, epoch_seco
         return Run.open(run_dir)
     guard = [TrialGuard(None, cfg.train.monitor, report=False)]
     if (run_dir / "checkpoints" / "last.pt").exists():
-        return fit(resume=run_dir, data=data, callbacks=guard, model=own)
+        return fit(resume=run_dir, data=data, callbacks=guard, model=maker)
     cfg = cfg.replace(**{"train.time_budget": max(seconds, 1.0), "train.fit_to_budget": True,
                          "train.epochs": planned_epochs(seconds, epoch_seconds), "train.progress": False,
                          "train.max_rollbacks": 0, "train.max_nonfinite": 1, "train.eval_every": 10**9})
-    return fit(cfg, run_dir=run_dir, data=data, model=own, callbacks=guard)
+    return fit(cfg, run_dir=run_dir, data=data, model=maker, callbacks=guard)
 
 
 def measure(run: Run, cfg: Config, data: Data, length: float) -> P.Measured:
@@ -76,7 +76,7 @@ def from_json(d: dict[str, Any]) -> P.Measured:
 
 
 def run_decisions(s: Session, plan: P.DecisionPlan, options: list[P.Option], floor: Config, data: Data,
-                  epoch_s: float, deadline: float, own: Own | None = None) -> dict[str, Any]:
+                  epoch_s: float, deadline: float, maker: Maker = BUILDER) -> dict[str, Any]:
     """Train the floor's runs, order the options by the gap they project, train the options'
     runs while there is time (`deadline`, time.time(): after it the final training would get
     less than it needs), and judge. Returns the stage's record."""
@@ -97,7 +97,7 @@ def run_decisions(s: Session, plan: P.DecisionPlan, options: list[P.Option], flo
                 if left < 0.5 * seconds:
                     break  # out of time: this arm is judged on nothing it did not finish
                 cfg = floor.replace(**overrides)
-                run = train_for(cfg, sweep / "trials" / slug(name) / f"length-{i + 1}", data, seconds, epoch_s, own)
+                run = train_for(cfg, sweep / "trials" / slug(name) / f"length-{i + 1}", data, seconds, epoch_s, maker)
                 if run.summary["status"] == "interrupted":  # Ctrl-C: the run resumes from its checkpoint
                     state["elapsed"] = time.time() - start
                     write_json(path, state)

@@ -39,7 +39,6 @@ from torch import nn
 from coach.autopilot import plan as P
 from coach.autopilot.choose import choose, planned_passes, test_once
 from coach.autopilot.cost import Cost, choose_threads, ladder, measure_ladder, time_config
-from coach.nn.models import build_model
 from coach.train.speed import plan_speed
 from coach.autopilot.recipe import data_section, floor_lr, plain_recipe
 from coach.autopilot.session import EpochLines, Session, SessionInterrupted
@@ -49,8 +48,7 @@ from coach.babysit.diagnose import chance_message, within_noise_of_chance
 from coach.config import Config, make_config, parse_duration
 from coach.data import Data, load_data
 from coach.data.memory import as_data, in_memory
-from coach.babysit.checks.controls import can_widen
-from coach.nn.own import Own, as_own
+from coach.nn.maker import BUILDER, Maker, maker_for
 from coach.errors import UserError
 from coach.fmt import seconds as duration_text, sig
 from coach.search.engine import SearchInterrupted
@@ -70,9 +68,9 @@ REPORT_SECONDS = 3.5  # rendering the pages in a fresh process (matplotlib impor
 
 def open_session(data: str | None, budget: float, out: str | Path | None, resume: str | Path | None,
                  started: float | None, quiet: bool, options: dict[str, Any],
-                 seed: int = 0, own: Own | None = None) -> tuple[Session, str, dict[str, Any], int]:
+                 seed: int = 0, maker: Maker = BUILDER) -> tuple[Session, str, dict[str, Any], int]:
     """data: a name or path, or "arrays" for data held in memory (the caller passes them again
-    to resume). own: the user's model, likewise needed again to resume."""
+    to resume). maker: how the model is made (the user's model likewise needed again to resume)."""
     if resume is not None:
         out = Path(resume)
         if not (out / "state.json").exists():
@@ -81,7 +79,7 @@ def open_session(data: str | None, budget: float, out: str | Path | None, resume
         if prev["data"] == "arrays" and data != "arrays":
             raise UserError(f"--resume {out}: this session trained on data passed in memory; pass the same data again "
                             "(coach.autopilot(data=..., resume=...))")
-        if prev.get("model") and own is None:
+        if prev.get("model") and maker.name is None:
             raise UserError(f"--resume {out}: this session trained your own model ({prev['model']}); pass it again "
                             "(coach.autopilot(..., model=..., resume=...))")
         # the session keeps what it was started with: its data, budget and seed
@@ -100,7 +98,7 @@ def open_session(data: str | None, budget: float, out: str | Path | None, resume
     out.mkdir(parents=True, exist_ok=True)
     s = Session(out, budget, started, quiet=quiet)
     s.state["data"], s.state["data_options"], s.state["seed"] = data, options, seed
-    s.state["model"] = own.name if own is not None else None
+    s.state["model"] = maker.name
     return s, str(data), options, seed
 
 
@@ -124,7 +122,7 @@ def autopilot(data: str | Any = None, budget: float | str = 1200.0, out: str | P
             budget = parse_duration(budget)
         except ValueError as e:
             raise UserError(f"budget: {e}") from None
-    own = as_own(model)
+    maker = maker_for(model)
     unknown = sorted(set(without) - set(WITHOUT))
     if unknown:
         raise UserError(f"without: {', '.join(unknown)} is not a decision of the autopilot; allowed: "
@@ -134,7 +132,7 @@ def autopilot(data: str | Any = None, budget: float | str = 1200.0, out: str | P
     if keep is not None:
         out = keep.path
     s, name, options, seed = open_session("arrays" if held is not None else data, budget, out, resume, started,
-                                          quiet, dict(data_options or {}), seed, own)
+                                          quiet, dict(data_options or {}), seed, maker)
     if resume is None:
         s.state["without"] = sorted(without)
     threads = torch.get_num_threads()
@@ -142,7 +140,7 @@ def autopilot(data: str | Any = None, budget: float | str = 1200.0, out: str | P
         with interrupt_flag() as interrupted:  # Ctrl-C: the running stage stops at a step, then the session
             s.interrupted = interrupted
             s.show_bar()
-            return SessionResult(run_stages(s, name, options, seed, own, held), s.out, keep)
+            return SessionResult(run_stages(s, name, options, seed, maker, held), s.out, keep)
     except SearchInterrupted:
         raise SessionInterrupted("search") from None
     finally:
@@ -159,7 +157,7 @@ class Pilot:
     why: str  # the floor's reasons
     sizing: P.Sizing
     epochs: tuple[int, int, str]  # the final training's target and minimum epochs, and why
-    own: Own | None = None
+    maker: Maker = BUILDER
     without: frozenset[str] = frozenset()  # decisions forced off (WITHOUT)
 
     def cost(self) -> Cost:
@@ -173,19 +171,18 @@ class Pilot:
         return cfg.replace(**{"optim.lr": check_["lr"]}) if check_ else cfg
 
 
-def run_stages(s: Session, data: str, options: dict[str, Any], seed: int, own: Own | None = None,
+def run_stages(s: Session, data: str, options: dict[str, Any], seed: int, maker: Maker = BUILDER,
                held: Any = None) -> dict[str, Any]:
     data_cfg = {"name": "arrays", **options} if held is not None else data_section(data, options)
     loaded = as_data(held, make_config({"data": data_cfg}))[0] if held is not None else \
         load_data(make_config({"data": data_cfg}).data)
     without = frozenset(s.state.get("without", []))
-    floor, why = plain_recipe(data_cfg, loaded, seed, own, augment="augmentation" not in without)
-    if own is not None:
-        own.honoured(floor)
+    floor, why = plain_recipe(data_cfg, loaded, seed, maker, augment="augmentation" not in without)
+    maker.honoured(floor)
     spe = P.steps_per_epoch(len(loaded.train), floor.train.batch_size)
     augmented = floor.augment != make_config({}).augment
     pilot = Pilot(s, loaded, floor, why, P.Sizing(spe, len(loaded.val)),
-                  P.epochs_needed(len(loaded.train), floor.train.batch_size, augmented), own, without)
+                  P.epochs_needed(len(loaded.train), floor.train.batch_size, augmented), maker, without)
     for name, stage in (("setup", setup_stage), ("cost", cost_stage), ("check", check_stage),
                         ("search", decide_stage), ("curves", curves_stage), ("final", final_stage),
                         ("choose", choose_stage)):
@@ -208,20 +205,20 @@ def cost_stage(p: Pilot) -> None:
     """The machine's speed for the floor (precision, layout, batch size), the fastest thread
     count now, then the model sizes: the widest that gets the epochs it needs in all the time
     for training (a budget past what one width needs buys a wider one, not epochs it cannot use)."""
-    s, data, own = p.s, p.data, p.own
-    fast, speed_why = machine_settings(p.floor, data, own, s.left()) if "speed" not in p.without else (
+    s, data, maker = p.s, p.data, p.maker
+    fast, speed_why = machine_settings(p.floor, data, maker, s.left()) if "speed" not in p.without else (
         {"train.precision": "fp32", "train.channels_last": False}, "fp32, NCHW, batch 128 (speed forced off)")
     floor = p.floor.replace(**fast)
-    threads, timed, known = choose_threads(floor, data, own=own)
+    threads, timed, known = choose_threads(floor, data, maker=maker)
     training = training_seconds(s, reserve=finish_seconds(s, None, data)) - CHECK_SHARE * s.budget
     target, minimum, epochs_why = p.epochs
     plain_w, sizing = floor.model.width, p.sizing
-    plain = known or time_config(floor, data, own=own)
+    plain = known or time_config(floor, data, maker=maker)
     costs = measure_ladder(floor, data, lambda c: (target if c.width >= plain_w else minimum) * sizing.epoch(c)
                            <= training, COST_SHARE * s.budget, known=plain,
-                           up=minimum * sizing.epoch(plain) <= training, own=own,
+                           up=minimum * sizing.epoch(plain) <= training, maker=maker,
                            # your own module has one size, unless its factory takes a width
-                           widths=None if can_widen(own) and "width" not in p.without else (plain_w,))
+                           widths=None if maker.can_widen and "width" not in p.without else (plain_w,))
     pick, size_why = P.choose_width(costs, training, target, minimum, sizing, len(data.train), plain_w)
     s.record("cost", {"costs": [c.to_dict() for c in costs], "width": pick.width, "epochs": [target, minimum],
                       "planned": COST_SHARE * s.budget, "settings": fast, "speed": speed_why,
@@ -232,21 +229,20 @@ def cost_stage(p: Pilot) -> None:
                                     f"for training: {size_why}"})
 
 
-def machine_settings(floor: Config, data: Data, own: Own | None, budget: float) -> tuple[dict[str, Any], str]:
+def machine_settings(floor: Config, data: Data, maker: Maker, budget: float) -> tuple[dict[str, Any], str]:
     """Precision and memory layout timed on the floor's model (coach.train.speed), then the
     batch size: twice the floor's when that trains over 10% more examples a second (a GPU; a
     2-core CPU measured it slower), its LR scaled by sqrt(2) (the square-root rule for Adam,
     Malladi et al. 2022)."""
     device = pick_device(floor.train.device)
-    model = own.build(floor, data.input_shape, data.num_classes, data.preprocess) if own is not None else \
-        build_model(floor.model, data.input_shape, data.num_classes, floor.regularize, data.preprocess)
+    model = maker.build(floor, data.input_shape, data.num_classes, data.preprocess)
     speed = plan_speed(floor, model, data, device, budget=budget)
     settings: dict[str, Any] = {"train.precision": speed.precision, "train.channels_last": speed.channels_last}
     why = f"precision and layout: {speed.why}"
     cfg = floor.replace(**settings)
     bs = cfg.train.batch_size
     if len(data.train) >= 16 * bs and budget >= 60:  # enough steps an epoch either way, time to look
-        one, two = (time_config(cfg.replace(**{"train.batch_size": b}), data, steps=4, own=own) for b in (bs, 2 * bs))
+        one, two = (time_config(cfg.replace(**{"train.batch_size": b}), data, steps=4, maker=maker) for b in (bs, 2 * bs))
         rate = (2 * bs / two.step) / (bs / one.step)
         if rate > 1.1:
             settings.update({"train.batch_size": 2 * bs, "optim.lr": cfg.optim.lr * math.sqrt(2)})
@@ -256,14 +252,14 @@ def machine_settings(floor: Config, data: Data, own: Own | None, budget: float) 
 
 
 def check_stage(p: Pilot) -> str | None:
-    s, base, own = p.s, p.base(), p.own
+    s, base, maker = p.s, p.base(), p.maker
     share = CHECK_SHARE * s.budget
     checked = check_cost(base, p.data, p.cost(), [Cost(**c) for c in s.done("cost")["costs"]], share,
-                         pick_device(base.train.device).type, own)
+                         pick_device(base.train.device).type, maker)
     # without step 5's control models: their cost is not bounded by the share, and the autopilot
     # acts only on the fatal findings (labels, gradients) and the LR probe
     result = check(base.replace(**{"model.width": checked.width}), p.data, **P.check_steps(share, checked.step),
-                   controls=False, model=own)
+                   controls=False, model=maker)
     write_json(s.out / "check.json", result.to_dict())
     fatal = [f for f in result.findings if f.severity == "error" and f.code in
              ("label_problem", "gradient_check_failed")]
@@ -296,7 +292,7 @@ def decide_stage(p: Pilot) -> None:
     if plan.arms > 1:
         # the runs may overrun their plan a little (start-up, evaluation); never into what the final needs
         deadline = s.deadline() - needed - finish_seconds(s, cost, data, base)
-        info.update(run_decisions(s, plan, options, base, data, epoch_s, deadline, p.own))
+        info.update(run_decisions(s, plan, options, base, data, epoch_s, deadline, p.maker))
         adopted = info["judgement"]["adopted"]
         info["decision"] = (plan.why + ". " + info["outcome"] + ". "
                             + (f"Adopted: {', '.join(adopted)}" if adopted else "The floor stands"))
@@ -330,7 +326,7 @@ def final_stage(p: Pilot) -> None:
     dirs = [s.out / "final"] + [s.out / f"final-{i + 1}" for i in range(1, k)]
     for i, run_dir in enumerate(dirs):
         run = train_final(s, final_cfg.replace(seed=final_cfg.seed + i), data, run_dir, cost, p.sizing, others,
-                          p.own, ema="ema" not in p.without, share=1 / (k - i))
+                          p.maker, ema="ema" not in p.without, share=1 / (k - i))
         if run.summary["status"] == "interrupted":
             raise SessionInterrupted("final training")
     sm = Run.open(dirs[0]).summary
@@ -363,7 +359,7 @@ def choose_stage(p: Pilot) -> None:
     seconds = max(s.left() - REPORT_SECONDS - planned_passes(final_cfg, data, True, len(dirs) + bool(runner_up))[1]
                   * cost.eval_example, 0.0)
     info = choose(s.out / "final", data, cost.eval_example, seconds, others, s.out / "val-predictions.npz",
-                  p.own.net(final_cfg, data.input_shape, data.num_classes) if p.own else None,
+                  p.maker.net(final_cfg, data.input_shape, data.num_classes) if p.maker else None,
                   views="tta" not in p.without)
     judgement = sd.get("judgement")
     if judgement:  # the generalization gap the decisions projected, beside the one the final model has
@@ -375,21 +371,21 @@ def choose_stage(p: Pilot) -> None:
 
 
 def check_cost(cfg: Config, data: Data, cost: Cost, timed: list[Cost], share: float, device: str,
-               own: Own | None = None, measure: Callable[..., Cost] = time_config) -> Cost:
+               maker: Maker = BUILDER, measure: Callable[..., Cost] = time_config) -> Cost:
     """The model the checks run on and what its training step costs where they run. The checks
     take the chosen width when their shortest version fits their share, else the cheapest size
     (they check the data and the setup, which do not depend on width). coach check trains its
     small models on the CPU whatever the training device, so on a GPU the sizes are timed on the
     CPU: priced by the GPU's step, a 60 s session's checks planned 2 s and ran over 90 s."""
     fits = lambda c: P.CHECK_STEP_FACTOR * P.MIN_PROBE_STEPS * c.step <= share  # noqa: E731
-    smallest = min(ladder(data.kind)) if can_widen(own) else cost.width  # your module has one size
+    smallest = min(ladder(data.kind)) if maker.can_widen else cost.width  # your module has one size
     if device == "cpu":
         return cost if fits(cost) else min(
-            timed + [measure(cfg.replace(**{"model.width": smallest}), data, steps=4, own=own)], key=lambda c: c.step)
+            timed + [measure(cfg.replace(**{"model.width": smallest}), data, steps=4, maker=maker)], key=lambda c: c.step)
     cpu = cfg.replace(**{"train.device": "cpu"})
-    chosen = measure(cpu.replace(**{"model.width": cost.width}), data, steps=4, own=own)
+    chosen = measure(cpu.replace(**{"model.width": cost.width}), data, steps=4, maker=maker)
     return chosen if fits(chosen) else min(
-        [chosen, measure(cpu.replace(**{"model.width": smallest}), data, steps=4, own=own)], key=lambda c: c.step)
+        [chosen, measure(cpu.replace(**{"model.width": smallest}), data, steps=4, maker=maker)], key=lambda c: c.step)
 
 
 def threads_why(threads: int, timed: dict[int, float]) -> str:
@@ -416,7 +412,7 @@ def finish_seconds(s: Session, cost: Cost | None, data: Data, cfg: Config | None
 
 
 def train_final(s: Session, cfg: Config, data: Data, final_dir: Path, cost: Cost, sizing: P.Sizing,
-                others: int, own: Own | None = None, ema: bool = True, share: float = 1.0) -> Run:
+                others: int, maker: Maker = BUILDER, ema: bool = True, share: float = 1.0) -> Run:
     """The adopted configuration from scratch for `share` of the time left, its one-cycle
     schedule fitted to it (budgeted training: it ends decayed where its time does). others:
     the ensemble members choose may add (their predictions are priced into the reserve)."""
@@ -424,7 +420,7 @@ def train_final(s: Session, cfg: Config, data: Data, final_dir: Path, cost: Cost
     if done and done != "interrupted":  # a member finished before the session was interrupted
         return Run.open(final_dir)
     if (final_dir / "checkpoints" / "last.pt").exists():
-        return fit(resume=final_dir, data=data, callbacks=[EpochLines(s)], model=own)
+        return fit(resume=final_dir, data=data, callbacks=[EpochLines(s)], model=maker)
     # Polyak averaging pays on long runs; on a few epochs its window would hold the early, poor
     # weights, and validating it would double the validation time
     long = ema and share * training_seconds(s, finish_seconds(s, cost, data, cfg)) \
@@ -437,7 +433,7 @@ def train_final(s: Session, cfg: Config, data: Data, final_dir: Path, cost: Cost
                          "train.time_budget": 0.99 * seconds,
                          "train.fit_to_budget": True, "train.monitor_every": 50,
                          "train.eval_every": sizing.eval_every(cost)})
-    return fit(cfg, run_dir=final_dir, data=data, model=own, callbacks=[EpochLines(s)])
+    return fit(cfg, run_dir=final_dir, data=data, model=maker, callbacks=[EpochLines(s)])
 
 
 def finish(s: Session, final_dir: Path | None, data: Data, stopped: str | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from coach.autopilot import plan as P
 from coach.config import Config, make_config
 from coach.data import Data
 from coach.errors import UserError
-from coach.nn.own import Own
+from coach.nn.maker import BUILDER, Maker
 
 KNOWN = ("fashion-mnist", "mnist", "mnist1d", "digits", "cifar10")
 PLAIN_LR = 3e-3
@@ -47,11 +47,11 @@ def folder_image_size(root: Path, default: int = 32, sample: int = 64) -> list[i
     return [min(mid(heights), default), min(mid(widths), default)]
 
 
-def plain_recipe(data_cfg: dict[str, Any], data: Data, seed: int = 0, own: Own | None = None,
+def plain_recipe(data_cfg: dict[str, Any], data: Data, seed: int = 0, maker: Maker = BUILDER,
                  augment: bool = True) -> tuple[Config, str]:
     """The floor: the lectures' recipe for this shape of data (batch norm, augmentation), one-cycle
     to be sized to the time.
-    own: the user's module or factory (coach.nn.own) takes the place of coach's model; a factory
+    maker: the user's module or factory (coach.nn.own) takes the place of coach's model; a factory
     that takes a width gets the plain recipe's width to start from. augment=False: the barest recipe
     (no augmentation), for the table of what each decision buys."""
     kind, shape = data.kind, data.input_shape
@@ -70,11 +70,11 @@ def plain_recipe(data_cfg: dict[str, Any], data: Data, seed: int = 0, own: Own |
     aug_why = (f"{named} augmentation (the lectures' default; the decisions may show the data are better "
                "without it)" if augment else "no augmentation")
     init = "Kaiming init with batch norm"
-    if own is not None:
-        why = f"your {own.name}" + (" (built at each width the budget affords)" if "model.width" in own.searchable
+    if maker.name is not None:
+        why = f"your {maker.name}" + (" (built at each width the budget affords)" if "model.width" in maker.searchable
                                      else "")
         # a factory that takes a width starts at the plain one; any other module keeps its own size
-        model = {"name": "module", **({"width": model["width"]} if "model.width" in own.searchable else {})}
+        model = {"name": "module", **({"width": model["width"]} if "model.width" in maker.searchable else {})}
         init = "your module's own initialization"
     cfg = make_config({"seed": seed, "data": {**data_cfg, "preprocess": "standardize"},
                        "model": {**model, "activation": "relu", "init": "kaiming", "norm": "batch"},

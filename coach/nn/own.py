@@ -100,6 +100,11 @@ class Own:
         return getattr(obj, "__name__", None) or type(obj).__name__
 
     @property
+    def can_widen(self) -> bool:
+        """A wider copy exists for a factory that takes a width (an instance has one size)."""
+        return bool({"model.width", "model.hidden"} & set(self.searchable))
+
+    @property
     def searchable(self) -> list[str]:
         """The config keys this model's builds follow (a factory's hyperparameters)."""
         return [".".join(HYPERPARAMETERS[p]) for p in self.params if p in HYPERPARAMETERS]

@@ -38,13 +38,13 @@ import torch
 from optuna.trial import TrialState
 
 from coach.config import Config, make_config, save_config
-from coach.data import Data, load_data
-from coach.data.memory import as_data, in_memory
+from coach.data import load_data
 from coach.errors import UserError
 from coach.fmt import params, seconds, sig
-from coach.nn.own import Own, as_own
+from coach.nn.maker import BUILDER
 from coach.search.space import Dim, grid_points, narrow, parse_space
 from coach.train import Callback, fit
+from coach.train.job import Job, prepare
 from coach.train.loop import interrupt_flag
 from coach.train.run import Kept, TempDir, write_json
 
@@ -154,13 +154,14 @@ def dims_to_attrs(dims: list[Dim]) -> list[dict[str, Any]]:
     return [{"key": d.key, "kind": d.kind, "low": d.low, "high": d.high, "values": list(d.values)} for d in dims]
 
 
-def make_objective(study: optuna.Study, sweep_dir: Path, held: Data | None = None,  # noqa: ANN201
-                   own: Own | None = None):
-    """held: data passed in memory (every trial trains on them); own: the user's model (coach.nn.own)."""
+def make_objective(study: optuna.Study, sweep_dir: Path, job: Job | None = None):  # noqa: ANN201
+    """job: what the caller prepared (data held in memory, which every trial trains on; the user's
+    model); None: the study's own config and coach's models (a worker process)."""
     attrs = study.user_attrs
     base = make_config(attrs["config"])
     dims = dims_from_attrs(attrs)
-    shared_data = held if held is not None else \
+    maker = job.maker if job is not None else BUILDER
+    shared_data = job.data if job is not None and job.data is not None else \
         None if any(d.key.startswith("data.") for d in dims) else load_data(base.data)
 
     def objective(trial: optuna.Trial) -> float:
@@ -176,7 +177,7 @@ def make_objective(study: optuna.Study, sweep_dir: Path, held: Data | None = Non
         trial.set_user_attr("pid", os.getpid())
         data = shared_data if shared_data is not None else load_data(cfg.data)
         guard = TrialGuard(trial, cfg.train.monitor, report=attrs["pruner"] != "none")
-        run = fit(cfg, run_dir=run_dir, data=data, callbacks=[guard], model=own)
+        run = fit(cfg, run_dir=run_dir, data=data, callbacks=[guard], model=maker)
         s = run.summary
         trial.set_user_attr("steps", s["steps"])
         if s["status"] == "interrupted":  # a cut trial's value is not its value: fail it, run it again
@@ -267,8 +268,7 @@ def trial_line(t: optuna.trial.FrozenTrial, monitor: str, target: int) -> str:
 
 
 def work(storage_url: str | None, study_name: str, sweep_dir: Path, worker: int = 0,
-         timeout: float | None = None, say: Callable[[str], None] | None = None, held: Data | None = None,
-         own: Own | None = None) -> None:
+         timeout: float | None = None, say: Callable[[str], None] | None = None, job: Job | None = None) -> None:
     """One worker: run trials of the study until it has its number of finished trials.
     say: where a line per finished trial goes (None: nowhere)."""
     storage = open_storage(storage_url, sweep_dir)
@@ -285,7 +285,7 @@ def work(storage_url: str | None, study_name: str, sweep_dir: Path, worker: int 
     sampler = make_sampler(attrs["strategy"], dims, seed, attrs["grid_per_dim"])
     study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler,
                               pruner=make_pruner(attrs["pruner"]))
-    objective = make_objective(study, sweep_dir, held, own)
+    objective = make_objective(study, sweep_dir, job)
     heartbeat = isinstance(storage, optuna.storages.RDBStorage)
     start = time.time()
     with interrupt_flag() as interrupted:
@@ -320,15 +320,14 @@ def _one_more_trial(study: optuna.Study, objective: Any, heartbeat: bool, target
 
 
 def run_workers(storage_url: str | None, study_name: str, sweep_dir: Path, workers: int,
-                timeout: float | None, say: Callable[[str], None] | None = None, held: Data | None = None,
-                own: Own | None = None) -> None:
+                timeout: float | None, say: Callable[[str], None] | None = None, job: Job | None = None) -> None:
     """N workers on this machine: this process is worker 0, the others are child processes.
 
     The cores are shared out (each worker gets cores // N torch threads): small models gain
     little from a second thread, so N one-thread workers run ~N times the trials per hour.
     Worker 0 in this process saves one start-up (importing torch, loading the data)."""
     if workers <= 1:
-        work(storage_url, study_name, sweep_dir, 0, timeout, say, held, own)
+        work(storage_url, study_name, sweep_dir, 0, timeout, say, job)
         return
     threads = max(1, (os.cpu_count() or 2) // workers)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
@@ -384,26 +383,20 @@ def search(cfg: Config, strategy: str = "random", trials: int = 20, sweep_dir: s
     pruner = pruner or default_pruner(strategy)
     if pruner not in PRUNERS:
         raise UserError(f"--pruner: {pruner!r}; allowed: {', '.join(PRUNERS)}")
-    own = as_own(model)
-    held = None
-    if (in_memory(data) or own is not None) and workers > 1:
+    job = prepare(cfg, data, model, load=False)
+    cfg = job.cfg
+    if job.held and workers > 1:
         raise UserError(f"--workers {workers}: data or a model passed from Python live in this process, so the search "
                         "runs one worker; save the data as an .npz (data.path) to spread it over processes")
-    if in_memory(data):
-        held, cfg = as_data(data, cfg)
-    if own is not None:
-        own.honoured(cfg)
-        cfg = cfg.replace(**{"model.name": "module"})
     dims = parse_space(cfg.search, cfg)
-    if held is not None and any(d.key.startswith("data.") for d in dims):
+    if job.data is not None and any(d.key.startswith("data.") for d in dims):
         raise UserError("search: data.* cannot be searched over data passed in memory (they are loaded once)")
-    if own is not None:
-        unheeded = own.unheeded([d.key for d in dims])
-        if unheeded:
-            raise UserError(f"search: {', '.join(unheeded)}: your model does not take it (a factory with that "
-                            f"parameter does: {', '.join(own.searchable) or 'none taken now'})")
+    unheeded = job.maker.unheeded([d.key for d in dims])
+    if unheeded:
+        raise UserError(f"search: {', '.join(unheeded)}: your model does not take it (a factory with that "
+                        f"parameter does: {', '.join(job.maker.searchable) or 'none taken now'})")
     # data in memory and no folder asked for: the sweep lives in a temporary folder (summary.save keeps it)
-    keep = TempDir("coach-sweep-") if sweep_dir is None and held is not None else None
+    keep = TempDir("coach-sweep-") if sweep_dir is None and job.data is not None else None
     sweep = Path(sweep_dir) if sweep_dir else keep.path if keep else \
         Path("sweeps") / time.strftime(f"%Y%m%d-%H%M%S-{cfg.data.name}")
     sweep.mkdir(parents=True, exist_ok=True)
@@ -418,7 +411,7 @@ def search(cfg: Config, strategy: str = "random", trials: int = 20, sweep_dir: s
         st = create_stage(store, name, cfg, dims, strategy, trials, cfg.train.epochs, pruner, grid_per_dim)
         if budget is not None:
             st.set_user_attr("deadline", time.time() + budget)
-        run_workers(storage, name, sweep, workers, budget, say, held, own)
+        run_workers(storage, name, sweep, workers, budget, say, job)
         stage_info.append({"study": name, "space": {d.key: d.describe() for d in dims}, "epochs": cfg.train.epochs,
                            "trials": trials, "notes": []})
     else:
@@ -433,7 +426,7 @@ def search(cfg: Config, strategy: str = "random", trials: int = 20, sweep_dir: s
                 sum(per_stage[k:]), 1)
             if left is not None:
                 st.set_user_attr("deadline", time.time() + left)
-            run_workers(storage, stage_name, sweep, workers, left, say, held, own)
+            run_workers(storage, stage_name, sweep, workers, left, say, job)
             done = [t for t in st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
             info = {"study": stage_name, "space": {d.key: d.describe() for d in current}, "epochs": epochs,
                     "trials": per_stage[k], "notes": []}

@@ -24,12 +24,12 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from coach.config import Config, load_config, save_config
-from coach.data import Data, Split, load_data
-from coach.data.memory import as_data, in_memory
+from coach.data import Data, Split
 from coach.data.augment import Augment
 from coach.errors import UserError
-from coach.nn.models import CoachModel, build_model
-from coach.nn.own import OwnModel, as_own, export_model
+from coach.nn.models import CoachModel
+from coach.nn.own import export_model
+from coach.train.job import Job, prepare
 from coach.nn.sync_batchnorm import sync_batchnorm
 from coach.optim import Plateau, build_optimizer, lr_factor, penalty, split_decay
 from coach.train import checkpoint as ckpt
@@ -477,31 +477,34 @@ def fit(config: Config | nn.Module | Any = None, data: Data | Any = None, *, run
     coach model with `groups`, its optimizer parameter groups (transfer learning).
     settings: config settings by short name (epochs=10, lr=3e-3: Config.set).
     The notebook form: fit(my_module, (x, y), epochs=10), your module in place of the config."""
-    if isinstance(config, nn.Module) or (callable(config) and not isinstance(config, Config)):
-        if model is not None:
-            raise UserError("fit: a model was given twice (first argument and model=)")
-        model, config = config, None
     _init_distributed()
+    resuming = False
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / "config.yaml").exists():
-            raise UserError(f"{run_dir}: nothing to resume (no config.yaml: not a run directory)")
-        config = load_config(run_dir / "config.yaml")
-        if not (run_dir / "checkpoints" / "last.pt").exists():
-            # killed before its first checkpoint: nothing was lost but the start; begin again
-            print(f"{run_dir}: no checkpoint yet; starting the run from the beginning", file=sys.stderr)
-            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-            resume = None
-    cfg = config or Config()
-    if not isinstance(cfg, Config):
-        raise UserError(f"config: {type(cfg).__name__}; pass a coach.Config (coach.make_config, coach.load_config)")
-    cfg = cfg.set(**settings) if settings else cfg
-    own = as_own(model)
-    if own is not None:
-        own.honoured(cfg)
-        cfg = cfg.replace(**{"model.name": "module"})
-    keep = TempDir("coach-run-") if run_dir is None and resume is None and (in_memory(data) or own is not None) \
-        else None
+        config, resuming = resumed(run_dir)
+    return train(prepare(config, data, model, settings), run_dir, resuming, callbacks, groups, default_callbacks)
+
+
+def resumed(run_dir: Path) -> tuple[Config, bool]:
+    """The config of the run to continue, and whether it has a checkpoint to continue from (a run
+    killed before its first one starts again: nothing was lost but the start)."""
+    if not (run_dir / "config.yaml").exists():
+        raise UserError(f"{run_dir}: nothing to resume (no config.yaml: not a run directory)")
+    if not (run_dir / "checkpoints" / "last.pt").exists():
+        print(f"{run_dir}: no checkpoint yet; starting the run from the beginning", file=sys.stderr)
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        return load_config(run_dir / "config.yaml"), False
+    return load_config(run_dir / "config.yaml"), True
+
+
+def train(job: Job, run_dir: str | Path | None = None, resuming: bool = False,
+          callbacks: list[Callback] | None = None, groups: list[dict[str, Any]] | None = None,
+          default_callbacks: bool = True) -> Run:
+    """Train the job in run_dir (a temporary folder for a job held in memory and no folder asked
+    for; else runs/...), continuing its checkpoint when resuming (see fit)."""
+    cfg, data = job.cfg, job.data
+    assert data is not None
+    keep = TempDir("coach-run-") if run_dir is None and not resuming and job.held else None
     run_dir = Path(run_dir) if run_dir is not None else keep.path if keep else default_run_dir(cfg)
     rank = dist.get_rank() if dist.is_initialized() else 0
     if dist.is_initialized():  # every rank writes nothing but must agree on the directory
@@ -510,20 +513,9 @@ def fit(config: Config | nn.Module | Any = None, data: Data | Any = None, *, run
         run_dir = Path(shared[0])
     ckpt.seed_everything(cfg.seed)
     device = pick_device(cfg.train.device)
-    if in_memory(data):  # arrays, tensors, a Dataset or DataLoader: same checks as a file
-        data, cfg = as_data(data, cfg)
-    data = data if data is not None else load_data(cfg.data, cfg.seed)
-    batch = data.train.x[:256]
-    if own is not None:  # an instance is trained in place (as Keras and Lightning do); a factory is called
-        model = own.build(cfg, data.input_shape, data.num_classes, data.preprocess, batch, copy_module=False)
-    elif model is None:
-        model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.regularize, data.preprocess,
-                            batch=batch)
-    mine = isinstance(model, OwnModel)  # the user's module, wrapped (here, or by a search continuing a trial)
-    if mine and cfg.model.name != "module":
-        cfg = cfg.replace(**{"model.name": "module"})
+    model = job.build(in_place=True)  # your module instance is trained in place (as Keras and Lightning do)
     speed = None
-    if resume is None and "auto" in (cfg.train.precision, cfg.train.channels_last):
+    if not resuming and "auto" in (cfg.train.precision, cfg.train.channels_last):
         # timed on this machine, then recorded as resolved values: a resume repeats the choice
         speed = machine_speed(cfg, model, data, device)
         cfg = resolve(cfg, speed)
@@ -531,15 +523,15 @@ def fit(config: Config | nn.Module | Any = None, data: Data | Any = None, *, run
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         write_json(run_dir / "model.json", model_spec(model, data.kind, data.classes, data.input_shape,
-                                                      type(model.net).__name__ if mine else None, data.train.x))
+                                                      type(model.net).__name__ if job.mine else None, data.train.x))
     cbs = (_defaults(cfg, run_dir, rank) if default_callbacks else []) + list(callbacks or [])
     trainer = Trainer(cfg, data, model, run_dir, device, cbs, groups)
     trainer.speed = speed
-    if resume is not None:
+    if resuming:
         trainer.load_state_dict(ckpt.load(run_dir / "checkpoints" / "last.pt"))
     summary = trainer.run()
-    if mine and rank == 0:  # the architecture too, so predict works without the user's code
+    if job.mine and rank == 0:  # the architecture too, so predict works without the user's code
         spec = json.loads((run_dir / "model.json").read_text())
-        why = export_model(trainer.raw_model, batch, run_dir / "model.pt2")
+        why = export_model(trainer.raw_model, data.train.x[:256], run_dir / "model.pt2")
         write_json(run_dir / "model.json", spec | {"exported": why is None, "export_error": why})
     return Run(run_dir, summary, model=trainer.raw_model, data=data, keep=keep)

@@ -51,14 +51,12 @@ from coach.babysit.checks.overfit import check_overfit, overfit_sample, still_fa
 from coach.babysit.checks.result import CheckResult, explained
 from coach.babysit.findings import Finding, merged
 from coach.config import Config
-from coach.data import Data, load_data
-from coach.data.memory import as_data, caller_order, in_memory
+from coach.data import Data
 from coach.babysit.userbugs import batch_dependence, label_alignment
 from coach.fmt import sig
 from coach.nn.init_report import noise_free
-from coach.nn.models import build_model
-from coach.nn.own import as_own
 from coach.train.checkpoint import seed_everything
+from coach.train.job import prepare
 
 __all__ = ["CheckResult", "check", "describe_step", "check_data", "check_init", "check_initial_loss",
            "check_gradients", "check_overfit", "check_learning_rate", "expected_initial_loss", "lr_probe",
@@ -94,22 +92,11 @@ def check(cfg: Config | nn.Module | Any = None, data: Data | Any = None, probe_s
     goes (None: nowhere). model: your own nn.Module (checked on copies, never trained itself) or a
     function of hyperparameters that builds one (coach.nn.own); check(my_module, (x, y)) is the
     notebook form. settings: config settings by short name (lr=1e-3: Config.set)."""
-    if isinstance(cfg, nn.Module) or (callable(cfg) and not isinstance(cfg, Config)):
-        model, cfg = cfg, None
-    cfg = (cfg or Config()).set(**settings) if settings else (cfg or Config())
-    own = as_own(model)
-    if own is not None:
-        own.honoured(cfg)
-        cfg = cfg.replace(**{"model.name": "module"})
+    job = prepare(cfg, data, model, settings)
+    cfg, data, maker = job.cfg, job.data, job.maker
     seed_everything(cfg.seed)
-    order = None
-    if in_memory(data):  # arrays, tensors, a Dataset or DataLoader
-        order = caller_order(data)
-        data, cfg = as_data(data, cfg)
-    data = data if data is not None else load_data(cfg.data, cfg.seed)
     batch = data.train.x[: min(256, len(data.train))]
-    model = own.build(cfg, data.input_shape, data.num_classes, data.preprocess, batch) if own is not None else \
-        build_model(cfg.model, data.input_shape, data.num_classes, cfg.regularize, data.preprocess, batch=batch)
+    model = job.build()  # a copy of your module: check never trains the module itself
     out = CheckResult(config=cfg.to_dict())
 
     def done(*names: str) -> None:
@@ -118,8 +105,8 @@ def check(cfg: Config | nn.Module | Any = None, data: Data | Any = None, probe_s
                 say(describe_step(name, out.steps))
 
     check_data(data, model, out)
-    if order is not None:  # the caller's own order: a label shifted against its input shows there
-        aligned = label_alignment(*order)
+    if job.given is not None:  # data as the caller ordered them: a label shifted against its input shows there
+        aligned = label_alignment(*job.given)
         out.steps["data"]["labels_aligned"] = aligned is None
         out.findings += [aligned] if aligned else []
     done("data")
@@ -147,9 +134,9 @@ def check(cfg: Config | nn.Module | Any = None, data: Data | Any = None, probe_s
     out.steps["gradcheck"]["batch_independent"] = mixed is None
     out.findings += [mixed] if mixed else []
     done("gradcheck")
-    check_overfit(cfg, data, out, init_findings, max_steps=overfit_steps, controls=controls, own=own)
+    check_overfit(cfg, data, out, init_findings, max_steps=overfit_steps, controls=controls, maker=maker)
     done("overfit")
-    check_learning_rate(cfg, data, out, probe_steps, range_steps, own=own)
+    check_learning_rate(cfg, data, out, probe_steps, range_steps, maker=maker)
     done("lr_range")
     out.findings = merged(defer_slow_learning(named_misalignment(out.findings)))
     return out

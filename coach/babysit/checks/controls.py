@@ -13,8 +13,9 @@ from torch import Tensor, nn
 
 from coach.config import MAX_WIDTH, Config, RegularizeConfig
 from coach.data import Data, fit_preprocessor
-from coach.nn.models import CoachModel, build_model
-from coach.nn.own import MODULE_DROPOUT, Own
+from coach.nn.models import CoachModel
+from coach.nn.maker import BUILDER, Maker
+from coach.nn.own import MODULE_DROPOUT
 
 
 def normalized(model: CoachModel, batch: Tensor) -> CoachModel:
@@ -33,22 +34,14 @@ def value(cfg: Config, key: str) -> float:
 
 
 def fresh(cfg: Config, data: Data, batch: Tensor, reg: RegularizeConfig | None = None,
-           wide: bool = False, own: Own | None = None) -> nn.Module:
+          wide: bool = False, maker: Maker = BUILDER) -> nn.Module:
     """A re-initialized copy of the model, by default without regularization layers (lectures:
-    turn it off); wide: a clearly bigger copy (the capacity control). own: the user's module (a
-    copy of it as given) or factory (called with these settings), coach.nn.own."""
+    turn it off); wide: a clearly bigger copy (the capacity control). maker: coach's builder, or
+    the user's module (a copy of it as given) or factory (called with these settings)."""
     torch.manual_seed(cfg.seed)
     mcfg = cfg.model.model_copy(update=widened(cfg)) if wide else cfg.model
-    if own is not None:
-        return own.build(cfg, data.input_shape, data.num_classes, data.preprocess, batch,
-                         reg=reg or RegularizeConfig(), model=mcfg)
-    return build_model(mcfg, data.input_shape, data.num_classes, reg or RegularizeConfig(), data.preprocess,
-                       batch=batch)
-
-
-def can_widen(own: Own | None) -> bool:
-    """A wider copy exists for coach's models and for a factory that takes a width."""
-    return own is None or bool({"model.width", "model.hidden"} & set(own.searchable))
+    return maker.build(cfg, data.input_shape, data.num_classes, data.preprocess, batch,
+                       reg=reg or RegularizeConfig(), model=mcfg)
 
 
 def widened(cfg: Config, factor: int = 4, at_least: int = 64) -> dict[str, Any]:
@@ -68,22 +61,22 @@ REGULARIZERS = ("regularize.dropout", "regularize.spatial_dropout", "regularize.
                 "optim.weight_decay")
 
 
-def regularization_settings(cfg: Config, own: Own | None = None) -> dict[str, float]:
+def regularization_settings(cfg: Config, maker: Maker = BUILDER) -> dict[str, float]:
     """The regularization settings that are on, by config key; with your own module, the dropout
     layers inside it too (as MODULE_DROPOUT: their largest drop probability)."""
     settings = {key: value(cfg, key) for key in REGULARIZERS if value(cfg, key)}
-    if own is not None and own.dropout:
-        settings[MODULE_DROPOUT] = own.dropout
+    if maker.dropout:
+        settings[MODULE_DROPOUT] = maker.dropout
     return settings
 
 
-def changed(cfg: Config, own: Own | None, settings: dict[str, float]) -> tuple[Config, Own | None]:
-    """cfg and own with these regularization settings (MODULE_DROPOUT: own's dropout layers scaled
-    to it, on a copy)."""
+def changed(cfg: Config, maker: Maker, settings: dict[str, float]) -> tuple[Config, Maker]:
+    """cfg and maker with these regularization settings (MODULE_DROPOUT: the dropout layers in
+    your module scaled to it, on a copy)."""
     keys = {k: v for k, v in settings.items() if k != MODULE_DROPOUT}
-    if MODULE_DROPOUT in settings and own is not None:
-        own = own.with_dropout(settings[MODULE_DROPOUT])
-    return (cfg.replace(**keys) if keys else cfg), own
+    if MODULE_DROPOUT in settings:
+        maker = maker.with_dropout(settings[MODULE_DROPOUT])
+    return (cfg.replace(**keys) if keys else cfg), maker
 
 
 def setting_name(key: str, value: float) -> str:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from coach.babysit.checks.controls import fresh, mean, normalized, sgd_like, train_step
-from coach.nn.own import Own
+from coach.nn.maker import BUILDER, Maker
 from coach.babysit.checks.result import CheckResult
 from coach.babysit.findings import Finding
 from coach.config import Config
@@ -23,11 +23,11 @@ PROBE_LRS = (1e-1, 1e-2, 1e-3, 1e-4)
 
 
 def lr_range_test(cfg: Config, data: Data, start: float = 1e-7, end: float = 10.0, steps: int = 100,
-                  beta: float = 0.98, own: Own | None = None) -> dict[str, Any]:
+                  beta: float = 0.98, maker: Maker = BUILDER) -> dict[str, Any]:
     """Exponential LR sweep on a fresh copy (the model under check is untouched); returns
     the smoothed loss per LR and a suggestion: the LR of the smoothed minimum / 10."""
     bs = min(cfg.train.batch_size, len(data.train))
-    model = fresh(cfg, data, data.train.x[:256], own=own)
+    model = fresh(cfg, data, data.train.x[:256], maker=maker)
     opt = build_optimizer(cfg.optim.model_copy(update={"lr": start, "name": sgd_like(cfg.optim.name)}), model)
     loss_fn = make_loss(cfg.train.loss)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -54,19 +54,19 @@ def lr_range_test(cfg: Config, data: Data, start: float = 1e-7, end: float = 10.
 
 
 def lr_probe(cfg: Config, data: Data, lrs: tuple[float, ...] = PROBE_LRS, steps: int = 100,
-             own: Own | None = None) -> list[dict[str, Any]]:
+             maker: Maker = BUILDER) -> list[dict[str, Any]]:
     """The lectures' quick probe: ~100 iterations at each LR; does the loss drop?"""
-    return [probe_lr(cfg, data, lr, steps, own=own) for lr in lrs]
+    return [probe_lr(cfg, data, lr, steps, maker=maker) for lr in lrs]
 
 
 def probe_lr(cfg: Config, data: Data, lr: float, steps: int = 100, labels: Tensor | None = None,
-             standardize: bool = False, own: Own | None = None) -> dict[str, Any]:
+             standardize: bool = False, maker: Maker = BUILDER) -> dict[str, Any]:
     """~steps iterations of a fresh copy at lr on the training set (labels: train on these
     instead, e.g. shuffled ones as a control; standardize: a copy that standardizes its
     inputs); the loss trace and the validation accuracy."""
     bs = min(cfg.train.batch_size, len(data.train))
     y_train = data.train.y if labels is None else labels
-    model = fresh(cfg, data, data.train.x[:256], own=own)
+    model = fresh(cfg, data, data.train.x[:256], maker=maker)
     if standardize:
         model = normalized(model, data.train.x[:2000])
     opt = build_optimizer(cfg.optim.model_copy(update={"lr": lr, "name": sgd_like(cfg.optim.name)}), model)
@@ -91,7 +91,7 @@ def probe_lr(cfg: Config, data: Data, lr: float, steps: int = 100, labels: Tenso
 
 
 def _labels_or_not(cfg: Config, data: Data, best: dict[str, Any], steps: int, chance: float,
-                   probe: list[dict[str, Any]], out: CheckResult, own: Own | None = None) -> None:
+                   probe: list[dict[str, Any]], out: CheckResult, maker: Maker = BUILDER) -> None:
     """Validation at chance while the training loss fell: unrelated labels, or a model that
     learns nothing from these inputs? The control is the same run on shuffled labels (the
     lectures' sanity check; Zhang et al. 2017): labels that carry signal are fit clearly
@@ -100,8 +100,8 @@ def _labels_or_not(cfg: Config, data: Data, best: dict[str, Any], steps: int, ch
     standardize = any(f.code == "data_not_normalized" for f in out.findings)
     g = torch.Generator().manual_seed(cfg.seed + 1)
     perm = data.train.y[torch.randperm(len(data.train), generator=g)]
-    real = probe_lr(cfg, data, best["lr"], steps, standardize=standardize, own=own) if standardize else best
-    shuffled = probe_lr(cfg, data, best["lr"], steps, labels=perm, standardize=standardize, own=own)
+    real = probe_lr(cfg, data, best["lr"], steps, standardize=standardize, maker=maker) if standardize else best
+    shuffled = probe_lr(cfg, data, best["lr"], steps, labels=perm, standardize=standardize, maker=maker)
     drop_real, drop_shuffled = real["first"] - real["last"], shuffled["first"] - shuffled["last"]
     out.steps["label_control"] = {"lr": best["lr"], "standardized": standardize,
                                   "real": [real["first"], real["last"], real["val_acc"]],
@@ -121,10 +121,10 @@ def _labels_or_not(cfg: Config, data: Data, best: dict[str, Any], steps: int, ch
 
 
 def check_learning_rate(cfg: Config, data: Data, out: CheckResult, probe_steps: int = 100,
-                        range_steps: int = 100, own: Own | None = None) -> None:
-    sweep = lr_range_test(cfg, data, steps=range_steps, own=own)
+                        range_steps: int = 100, maker: Maker = BUILDER) -> None:
+    sweep = lr_range_test(cfg, data, steps=range_steps, maker=maker)
     lrs = tuple(sorted(set(PROBE_LRS) | {cfg.optim.lr}, reverse=True))
-    probe = lr_probe(cfg, data, lrs, probe_steps, own=own)
+    probe = lr_probe(cfg, data, lrs, probe_steps, maker=maker)
     out.steps["lr_range"] = sweep
     out.steps["lr_probe"] = probe
     chance = 1.0 / data.num_classes
@@ -132,7 +132,7 @@ def check_learning_rate(cfg: Config, data: Data, out: CheckResult, probe_steps: 
     # an initialization that cannot learn explains chance-level validation by itself: no verdict on labels
     bad_init = any(f.code in ("init_vanishing", "init_exploding", "saturation", "dead_relu") for f in out.findings)
     if learned and not bad_init and max(r["val_acc"] for r in probe) < chance + 0.5 * chance:
-        _labels_or_not(cfg, data, min(learned, key=lambda r: r["last"]), probe_steps, chance, probe, out, own)
+        _labels_or_not(cfg, data, min(learned, key=lambda r: r["last"]), probe_steps, chance, probe, out, maker)
     mine = next(r for r in probe if r["lr"] == cfg.optim.lr)
     working = [r["lr"] for r in learned if not r["diverged"]]
     if mine["diverged"] and working:

@@ -10,7 +10,6 @@ import torch
 from torch import Tensor
 
 from coach.babysit.checks.controls import (
-    can_widen,
     changed,
     fresh,
     mean,
@@ -24,20 +23,20 @@ from coach.babysit.checks.result import CheckResult, explained
 from coach.babysit.findings import Finding
 from coach.config import Config
 from coach.data import Data
-from coach.nn.own import Own
+from coach.nn.maker import BUILDER, Maker
 from coach.optim import build_optimizer, penalty, split_decay
 from coach.train.losses import make_loss
 
 
 def overfit_sample(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: int, batch: int,
                    wide: bool = False, standardize: bool = False, extend: bool = True,
-                   own: Own | None = None) -> dict[str, Any]:
+                   maker: Maker = BUILDER) -> dict[str, Any]:
     """Train a fresh copy on the fixed sample (x, y), regularized as cfg says, until it reaches
     100% training accuracy or max_steps; returns the loss trace, the accuracy and the steps.
     wide: a clearly bigger copy; standardize: a copy that standardizes its inputs (controls);
     extend: a loss still falling at max_steps gets more steps, up to 4x."""
     n = len(x)
-    model = fresh(cfg, data, x, cfg.regularize, wide, own)
+    model = fresh(cfg, data, x, cfg.regularize, wide, maker)
     if standardize:
         model = normalized(model, x)
     opt = build_optimizer(cfg.optim, model, cfg.regularize.decay_bias_and_norm)
@@ -84,7 +83,7 @@ REG_SLACK = 3
 
 def check_overfit(cfg: Config, data: Data, out: CheckResult, init_findings: list[Finding],
                   max_steps: int = 300, sample_batches: int = 5, batch: int = 20, controls: bool = True,
-                  own: Own | None = None) -> bool:
+                  maker: Maker = BUILDER) -> bool:
     """Step 5: overfit a small sample as configured. When that fails with regularization on, the
     lectures' version (regularization off) says whether the regularization is the cause; when
     it fails with it off too, a wider copy says whether the model is simply too small.
@@ -92,22 +91,22 @@ def check_overfit(cfg: Config, data: Data, out: CheckResult, init_findings: list
     models), for callers on a time budget; its failure is then judged from the trace only."""
     n = min(len(data.train), sample_batches * batch)
     x, y = data.train.x[:n], data.train.y[:n]
-    settings = regularization_settings(cfg, own)
+    settings = regularization_settings(cfg, maker)
     if not controls:
-        off_cfg, off_own = changed(cfg, own, dict.fromkeys(settings, 0.0))
-        run = overfit_sample(off_cfg, data, x, y, max_steps, batch, extend=False, own=off_own)
+        off_cfg, off_maker = changed(cfg, maker, dict.fromkeys(settings, 0.0))
+        run = overfit_sample(off_cfg, data, x, y, max_steps, batch, extend=False, maker=off_maker)
         out.steps["overfit"] = {"samples": n, "regularized": False, "memorized": run["train_acc"] == 1.0, **run}
         if run["train_acc"] < 1.0:
-            _why_not_overfit(cfg, data, x, y, max_steps, batch, run, init_findings, out, controls=False, own=own)
+            _why_not_overfit(cfg, data, x, y, max_steps, batch, run, init_findings, out, controls=False, maker=maker)
         return run["train_acc"] == 1.0
-    run = overfit_sample(cfg, data, x, y, max_steps, batch, own=own)
+    run = overfit_sample(cfg, data, x, y, max_steps, batch, maker=maker)
     out.steps["overfit"] = {"samples": n, "regularized": bool(settings), **run}
     if run["train_acc"] == 1.0:
         out.steps["overfit"]["memorized"] = True
         return True
     if settings:
-        off_cfg, off_own = changed(cfg, own, dict.fromkeys(settings, 0.0))
-        off = overfit_sample(off_cfg, data, x, y, max_steps, batch, own=off_own)
+        off_cfg, off_maker = changed(cfg, maker, dict.fromkeys(settings, 0.0))
+        off = overfit_sample(off_cfg, data, x, y, max_steps, batch, maker=off_maker)
         out.steps["overfit"]["regularization_off"] = off
         if off["train_acc"] == 1.0:
             out.steps["overfit"]["memorized"] = True
@@ -115,25 +114,25 @@ def check_overfit(cfg: Config, data: Data, out: CheckResult, init_findings: list
             # steps the unregularized copy needed before it is called too strong
             budget = max(REG_SLACK * off["steps"], max_steps)
             if run["steps"] < budget:
-                run = overfit_sample(cfg, data, x, y, budget, batch, own=own)
+                run = overfit_sample(cfg, data, x, y, budget, batch, maker=maker)
                 out.steps["overfit"].update(run)
                 if run["train_acc"] == 1.0:
                     return True
-            _name_regularizer(cfg, data, x, y, budget, batch, settings, run, out, own)
+            _name_regularizer(cfg, data, x, y, budget, batch, settings, run, out, maker)
             return False
         run = off  # regularization is not the cause; judge the plain run
-    _why_not_overfit(cfg, data, x, y, max_steps, batch, run, init_findings, out, own=own)
+    _why_not_overfit(cfg, data, x, y, max_steps, batch, run, init_findings, out, maker=maker)
     return False
 
 
 def _name_regularizer(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: int, batch: int,
                       settings: dict[str, float], run: dict[str, Any], out: CheckResult,
-                      own: Own | None = None) -> None:
+                      maker: Maker = BUILDER) -> None:
     """Which setting stops the model memorizing, and by how much to cut it: each one turned off
     alone, then the culprit cut 10x and 100x (the smallest cut that lets it memorize)."""
     def memorizes(change: dict[str, float]) -> bool:
-        c, o = changed(cfg, own, change)
-        return overfit_sample(c, data, x, y, max_steps, batch, own=o)["train_acc"] == 1.0
+        c, o = changed(cfg, maker, change)
+        return overfit_sample(c, data, x, y, max_steps, batch, maker=o)["train_acc"] == 1.0
 
     culprits = [k for k in settings if len(settings) == 1 or memorizes({k: 0.0})]
     culprits = culprits or list(settings)  # only together: name them all
@@ -160,7 +159,7 @@ def _name_regularizer(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: 
 
 def _why_not_overfit(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: int, batch: int,
                      run: dict[str, Any], init_findings: list[Finding], out: CheckResult,
-                     controls: bool = True, own: Own | None = None) -> None:
+                     controls: bool = True, maker: Maker = BUILDER) -> None:
     trace, acc, step, n = run["trace"], run["train_acc"], run["steps"], len(x)
     first = trace[0]  # the loss before any update
     finite = [t for t in trace if math.isfinite(t)]
@@ -177,8 +176,8 @@ def _why_not_overfit(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: i
             "lower the learning rate (try 10x lower, or the LR range test's suggestion)", evidence))
         return
     if controls and any(f.code == "data_not_normalized" for f in out.findings):
-        off_cfg, off_own = changed(cfg, own, dict.fromkeys(regularization_settings(cfg, own), 0.0))
-        control = overfit_sample(off_cfg, data, x, y, max_steps, batch, standardize=True, own=off_own)
+        off_cfg, off_maker = changed(cfg, maker, dict.fromkeys(regularization_settings(cfg, maker), 0.0))
+        control = overfit_sample(off_cfg, data, x, y, max_steps, batch, standardize=True, maker=off_maker)
         evidence["standardized"] = {"train_acc": control["train_acc"], "steps": control["steps"]}
         if control["train_acc"] == 1.0:
             out.findings.append(Finding("cannot_overfit", "warning", "", "", evidence))
@@ -205,9 +204,9 @@ def _why_not_overfit(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: i
     # the loss fell, then stalled: too small a model, or something else (labels, a bug)?
     # A clearly wider copy, trained the same way, is the control (it can memorize any labels: Zhang et al. 2017)
     small = False
-    if controls and not bad_init and can_widen(own):  # your own module instance has no wider copy
-        wider, off_own = changed(cfg, own, dict.fromkeys(regularization_settings(cfg, own), 0.0))
-        big = overfit_sample(wider, data, x, y, max_steps, batch, wide=True, own=off_own)
+    if controls and not bad_init and maker.can_widen:  # your own module instance has no wider copy
+        wider, off_maker = changed(cfg, maker, dict.fromkeys(regularization_settings(cfg, maker), 0.0))
+        big = overfit_sample(wider, data, x, y, max_steps, batch, wide=True, maker=off_maker)
         evidence["wider"] = {**widened(cfg), "train_acc": big["train_acc"]}
         small = big["train_acc"] == 1.0
     bigger = ""
