@@ -303,23 +303,25 @@ def test_on_a_gpu_the_checks_are_priced_where_they_run():
     from coach.autopilot.cost import Cost
     from coach.autopilot.pilot import check_cost
     from coach.data import load_data
+    from coach.train.job import prepare
     cfg = coach.make_config({"data": {"name": "digits"}, "train": {"device": "auto"}})
     data = load_data(cfg.data)
     timed = []
 
-    def cpu_measure(c, d, steps, own=None):  # the CPU is 30x slower than the GPU here
-        timed.append((c.train.device, c.model.width))
-        return Cost(c.model.width, 0.03 * c.model.width / 32, 1e-4, 1000)
+    def cpu_measure(job, watch):  # the CPU is 30x slower than the GPU here
+        timed.append((job.cfg.train.device, job.cfg.model.width))
+        return Cost(job.cfg.model.width, 0.03 * job.cfg.model.width / 32, 1e-4, 1000)
 
     gpu = Cost(64, 0.002, 1e-5, 1000)  # what the cost stage measured on the GPU
     share = 2.4
-    checked = check_cost(cfg, data, gpu, [gpu], share, "cuda", measure=cpu_measure)
+    job = prepare(cfg, data)
+    checked = check_cost(job, gpu, [gpu], share, "cuda", measure=cpu_measure)
     assert timed == [("cpu", 64), ("cpu", 8)] and checked.width == 8 and checked.step == pytest.approx(0.0075)
     steps = P.check_steps(share, checked.step)["probe_steps"]
     assert steps == 22 < P.check_steps(share, gpu.step)["probe_steps"] == 85  # priced by the GPU: 85
     # on the CPU, the cost stage's own timings are the checks' (nothing timed again when it fits)
     timed.clear()
-    assert check_cost(cfg, data, Cost(32, 0.001, 1e-5, 1000), [], share, "cpu", measure=cpu_measure).width == 32
+    assert check_cost(job, Cost(32, 0.001, 1e-5, 1000), [], share, "cpu", measure=cpu_measure).width == 32
     assert timed == []
 
 

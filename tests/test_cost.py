@@ -10,6 +10,8 @@ from coach.autopilot import cost as C
 from coach.autopilot.session import Session, process_started
 from coach.config import make_config
 from coach.data import load_data
+from coach.train.job import prepare
+from coach.train.speed import Stopwatch
 
 
 class FakeTimer:
@@ -32,7 +34,7 @@ def digits():
 
 def test_a_step_costs_what_the_clock_says(digits):
     cfg, data = digits
-    c = C.time_config(cfg, data, steps=3, warmup=1, timer=FakeTimer(0.5))
+    c = C.time_config(prepare(cfg, data), Stopwatch(3, 1, timer=FakeTimer(0.5)))
     assert c.step == pytest.approx(0.5)  # two readings per step, 0.5 s apart
     n = min(4 * 128, len(data.val))  # the validation batches timed
     assert c.eval_example == pytest.approx(0.5 / n)
@@ -42,18 +44,19 @@ def test_a_step_costs_what_the_clock_says(digits):
 
 def test_the_ladder_stops_at_the_first_unaffordable_size(digits):
     cfg, data = digits
-    timed = C.measure_ladder(cfg, data, affordable=lambda c: c.width < 16, seconds=1e9, widths=(8, 12, 16, 24, 32),
-                             timer=FakeTimer(0.01))
+    watch = Stopwatch(timer=FakeTimer(0.01))
+    timed = C.measure_ladder(prepare(cfg, data), affordable=lambda c: c.width < 16, seconds=1e9,
+                             widths=(8, 12, 16, 24, 32), watch=watch)
     assert [c.width for c in timed] == [8, 12, 16]  # 16 is timed (to say why not) and ends the ladder
     # downwards (the plain width gets too few epochs): until the first size that does
     wide = cfg.replace(**{"model.width": 32})
     known = C.Cost(32, 9.9, 1e-3, 1)
-    down = C.measure_ladder(wide, data, affordable=lambda c: c.width <= 12, seconds=1e9, widths=(8, 12, 16, 24, 32),
-                            known=known, up=False, timer=FakeTimer(0.01))
+    down = C.measure_ladder(prepare(wide, data), affordable=lambda c: c.width <= 12, seconds=1e9,
+                            widths=(8, 12, 16, 24, 32), known=known, up=False, watch=watch)
     assert [c.width for c in down] == [12, 16, 24, 32] and down[-1] is known  # the known size is not re-timed
     # the time limit stops it too, after the first
-    limited = C.measure_ladder(cfg, data, affordable=lambda c: True, seconds=0.0, widths=(8, 12, 16),
-                               timer=FakeTimer(0.01))
+    limited = C.measure_ladder(prepare(cfg, data), affordable=lambda c: True, seconds=0.0, widths=(8, 12, 16),
+                               watch=watch)
     assert [c.width for c in limited] == [8]
 
 
@@ -63,12 +66,12 @@ def test_a_busy_machine_gets_fewer_threads(digits):
     try:
         torch.set_num_threads(2)
         # planted: with 2 threads every step takes 1.7x longer than with 1 (another process holds a core)
-        busy = lambda c, d: C.Cost(c.model.width, 0.17 if torch.get_num_threads() == 2 else 0.10, 1e-4, 1)  # noqa
-        threads, timed, at = C.choose_threads(cfg, data, measure=busy)
+        busy = lambda j: C.Cost(j.cfg.model.width, 0.17 if torch.get_num_threads() == 2 else 0.10, 1e-4, 1)  # noqa
+        threads, timed, at = C.choose_threads(prepare(cfg, data), measure=busy)
         assert threads == 1 and torch.get_num_threads() == 1 and timed == {2: 0.17, 1: 0.10} and at.step == 0.10
         torch.set_num_threads(2)
-        idle = lambda c, d: C.Cost(c.model.width, 0.10 if torch.get_num_threads() == 2 else 0.17, 1e-4, 1)  # noqa
-        assert C.choose_threads(cfg, data, measure=idle)[0] == 2 and torch.get_num_threads() == 2
+        idle = lambda j: C.Cost(j.cfg.model.width, 0.10 if torch.get_num_threads() == 2 else 0.17, 1e-4, 1)  # noqa
+        assert C.choose_threads(prepare(cfg, data), measure=idle)[0] == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(own)
 

@@ -64,15 +64,15 @@ def test_augmentation_asks_for_the_top_of_the_lectures_range():
 def test_options_by_kind_of_data():
     names = lambda opts: [o.name for o in opts]  # noqa: E731
     image = P.options_for("image", (1, 28, 28), 1e-4, wider=48)
-    assert names(image) == ["no augmentation", "+ mirror flips", "label smoothing 0.1", "width 48"]
+    assert names(image) == ["no augmentation", "+ mirror flips", "no label smoothing", "width 48"]
     assert image[0].overrides == {"augment.crop_padding": 0} and image[1].overrides == {"augment.hflip": True}
     assert P.options_for("signal", (1, 40), 1e-4, None)[0].overrides == {"augment.shift": 0}
     assert "+ mirror flips" not in names(P.options_for("signal", (1, 40), 1e-4, None))
     vector = P.options_for("vector", (64,), 1e-4, wider=None)
-    assert names(vector) == ["label smoothing 0.1", "weight decay 0.001"]
+    assert names(vector) == ["no label smoothing", "weight decay 0.001"]
     # the gap orders them: regularization first for a floor that overfits, capacity first otherwise
     assert P.order_options(image, overfitting=True)[0].name == "+ mirror flips"
-    assert [o.name for o in P.order_options(image, overfitting=False)][:2] == ["no augmentation", "width 48"]
+    assert [o.name for o in P.order_options(image, overfitting=False)][:3] == ["no augmentation", "no label smoothing", "width 48"]
 
 
 def test_decisions_use_only_the_time_the_final_does_not_need():

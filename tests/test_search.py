@@ -263,10 +263,11 @@ def _worker(url, study, sweep):
 
 
 def _study(url, name, c, trials):
-    from coach.search.engine import create_stage, open_storage
+    from coach.search.engine import Sweep
     from coach.search.space import parse_space
-    return create_stage(open_storage(url, Path(".")), name, c, parse_space(c.search, c), "random", trials,
-                        c.train.epochs, "none", 3)
+    from coach.train.job import prepare
+    sweep = Sweep(prepare(c, load=False), Path("."), url, 1, "none", 3, None)
+    return sweep.stage(name, parse_space(c.search, c), "random", trials, c.train.epochs)
 
 
 def test_postgres_two_workers_share_a_study(postgres, tmp_path):

@@ -34,9 +34,9 @@ def planned(cfg, cost, total_steps=10_000, budget=None):
     order = iter(S.candidates(cfg, model, torch.device("cpu")))
     real = S.step_seconds
 
-    def step_seconds(net, opt, loss_fn, batches, steps, **kw):
+    def step_seconds(net, opt, loss_fn, batches, amp=None, watch=S.Stopwatch()):
         clock.variant = S.variant_name(*next(order))
-        return real(net, opt, loss_fn, batches, steps, timer=clock, **{k: v for k, v in kw.items() if k != "timer"})
+        return real(net, opt, loss_fn, batches, amp, S.Stopwatch(watch.steps, watch.warmup, watch.max_seconds, clock))
 
     S.step_seconds, saved = step_seconds, S.step_seconds
     try:

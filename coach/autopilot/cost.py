@@ -11,19 +11,16 @@ knows what hardware it runs on.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator
 
 import torch
 
-from coach.config import Config
-from coach.data import Data
 from coach.data.augment import Augment
-from coach.nn.maker import BUILDER, Maker
 from coach.optim import build_optimizer
 from coach.train.loop import eval_batch_size, pick_device
-from coach.train.speed import autocast_dtype, step_seconds, sync, uses_channels_last
+from coach.train.job import Job
+from coach.train.speed import Stopwatch, autocast_dtype, step_seconds, sync, uses_channels_last
 from coach.train.losses import make_loss
 
 # widths of the plain recipe's family (conv: channels of the first stage; mlp: hidden units)
@@ -49,15 +46,15 @@ def ladder(kind: str) -> tuple[int, ...]:
     return LADDERS["mlp" if kind == "vector" else "conv"]
 
 
-def time_config(cfg: Config, data: Data, steps: int = 8, warmup: int = 2, max_seconds: float = 1.0,
-                timer: Callable[[], float] = time.perf_counter, maker: Maker = BUILDER) -> Cost:
-    """Measure cfg's model (made by maker: coach's builder, the user's module or factory) as the trainer runs
-    it (cfg's resolved precision and memory layout, its augmentation): `warmup` + `steps`
-    training steps (fewer, at least 3, when they would take over `max_seconds`), then a few
-    validation batches."""
+def time_config(job: Job, watch: Stopwatch = Stopwatch(8)) -> Cost:
+    """Measure the job's model (coach's, or the user's module or factory) as the trainer runs it
+    (the config's resolved precision and memory layout, its augmentation): training steps as
+    `watch` says, then a few validation batches."""
+    cfg, data, timer = job.cfg, job.data, watch.timer
+    assert data is not None
     device = pick_device(cfg.train.device)
     torch.manual_seed(cfg.seed)
-    model = maker.build(cfg, data.input_shape, data.num_classes, data.preprocess, data.train.x[:256]).to(device)
+    model = job.build().to(device)
     layout = torch.channels_last if cfg.train.channels_last is True and uses_channels_last(model) else None
     if layout is not None:
         model = model.to(memory_format=layout)
@@ -76,7 +73,7 @@ def time_config(cfg: Config, data: Data, steps: int = 8, warmup: int = 2, max_se
             x, y = augment(x, y, g)[:2] if augment.active else (x, y)
             yield (x.contiguous(memory_format=layout) if layout is not None else x), y
 
-    step = step_seconds(model, opt, loss_fn, batches(), steps, warmup, amp, max_seconds, timer)
+    step = step_seconds(model, opt, loss_fn, batches(), amp, watch)
     model.eval()
     eb = eval_batch_size(device)
     n = min(4 * eb, max(len(data.val), 1))
@@ -92,23 +89,22 @@ def time_config(cfg: Config, data: Data, steps: int = 8, warmup: int = 2, max_se
     return Cost(cfg.model.width, step, eval_time / len(xv), sum(p.numel() for p in model.parameters()))
 
 
-def choose_threads(cfg: Config, data: Data, measure: Callable[[Config, Data], Cost] | None = None,
-                   timer: Callable[[], float] = time.perf_counter,
-                   maker: Maker = BUILDER) -> tuple[int, dict[int, float], Cost | None]:
+def choose_threads(job: Job, measure: Callable[[Job], Cost] | None = None,
+                   watch: Stopwatch = Stopwatch(10)) -> tuple[int, dict[int, float], Cost | None]:
     """The number of CPU threads that trains fastest now, and cfg's cost at it. With another
     process holding a core, torch's threads wait on each other at every operation (a 2-thread
     step measured 1.7x slower than a 1-thread one on 2 busy cores); on an idle machine more
     threads win. Halves the thread count while that is over 10% faster (looked at twice, steps
     are noisy); sets the winner. On a GPU: unchanged, nothing timed."""
-    if pick_device(cfg.train.device).type != "cpu":
+    if pick_device(job.cfg.train.device).type != "cpu":
         return torch.get_num_threads(), {}, None
-    measure = measure or (lambda c, d: time_config(c, d, steps=10, timer=timer, maker=maker))
+    measure = measure or (lambda j: time_config(j, watch))
     n = torch.get_num_threads()
     costs: dict[int, Cost] = {}
 
     def step_at(k: int) -> float:
         torch.set_num_threads(k)
-        c = measure(cfg, data)
+        c = measure(job)
         if k not in costs or c.step < costs[k].step:
             costs[k] = c
         return costs[k].step
@@ -128,21 +124,20 @@ def choose_threads(cfg: Config, data: Data, measure: Callable[[Config, Data], Co
     return best, {k: c.step for k, c in costs.items()}, costs[best]
 
 
-def measure_ladder(cfg: Config, data: Data, affordable: Callable[[Cost], bool], seconds: float,
-                   widths: tuple[int, ...] | None = None, known: Cost | None = None, up: bool = True,
-                   timer: Callable[[], float] = time.perf_counter, maker: Maker = BUILDER) -> list[Cost]:
+def measure_ladder(job: Job, affordable: Callable[[Cost], bool], seconds: float, widths: tuple[int, ...] | None = None,
+                   known: Cost | None = None, up: bool = True, watch: Stopwatch = Stopwatch(6)) -> list[Cost]:
     """Time the ladder's sizes, from cfg's width upwards (`up`) or downwards, starting with
     `known` (a size already timed, not timed again); stop after the first size `affordable`
     rejects going up (its cost is known, so the report can say why it was not chosen) or
     accepts going down, or when the measuring itself has used `seconds`. Sorted by width."""
-    widths = widths or ladder(data.kind)
-    w0 = cfg.model.width
+    assert job.data is not None
+    widths, w0 = widths or ladder(job.data.kind), job.cfg.model.width
     order = sorted(w for w in widths if w > w0) if up else sorted((w for w in widths if w < w0), reverse=True)
-    start = timer()
-    first = known if known is not None and known.width == w0 else time_config(cfg, data, steps=6, timer=timer, maker=maker)
+    start = watch.timer()
+    first = known if known is not None and known.width == w0 else time_config(job, watch)
     out: list[Cost] = [first]
     for w in order:
-        if timer() - start > seconds or (affordable(out[-1]) != up):
+        if watch.timer() - start > seconds or (affordable(out[-1]) != up):
             break
-        out.append(time_config(cfg.replace(**{"model.width": w}), data, steps=6, timer=timer, maker=maker))
+        out.append(time_config(job.with_config(job.cfg.replace(**{"model.width": w})), watch))
     return sorted(out, key=lambda c: c.width)

@@ -39,7 +39,8 @@ from torch import nn
 from coach.autopilot import plan as P
 from coach.autopilot.choose import choose, planned_passes, test_once
 from coach.autopilot.cost import Cost, choose_threads, ladder, measure_ladder, time_config
-from coach.train.speed import plan_speed
+from coach.train.job import Job
+from coach.train.speed import Stopwatch, plan_speed
 from coach.autopilot.recipe import data_section, floor_lr, plain_recipe
 from coach.autopilot.session import EpochLines, Session, SessionInterrupted
 from coach.autopilot.decide import planned_epochs, run_decisions
@@ -66,40 +67,50 @@ COST_SHARE = 0.03  # at most, for timing the model sizes
 REPORT_SECONDS = 3.5  # rendering the pages in a fresh process (matplotlib import, the run and sweep plots): 1-3 s measured
 
 
-def open_session(data: str | None, budget: float, out: str | Path | None, resume: str | Path | None,
-                 started: float | None, quiet: bool, options: dict[str, Any],
-                 seed: int = 0, maker: Maker = BUILDER) -> tuple[Session, str, dict[str, Any], int]:
-    """data: a name or path, or "arrays" for data held in memory (the caller passes them again
-    to resume). maker: how the model is made (the user's model likewise needed again to resume)."""
+@dataclass
+class Request:
+    """What a caller asked the autopilot for: the data (a name or path, or "arrays" for data
+    held in memory, which the caller passes again to resume), the budget, data.* options, the
+    seed and how the model is made (the user's model likewise passed again to resume)."""
+    data: str | None
+    budget: float
+    options: dict[str, Any]
+    seed: int = 0
+    maker: Maker = BUILDER
+
+
+def open_session(req: Request, out: str | Path | None, resume: str | Path | None, started: float | None,
+                 quiet: bool) -> tuple[Session, Request]:
+    """The session folder: a new one, or the interrupted one to resume, which keeps what it was
+    started with (its data, budget and seed: the request's are replaced by them)."""
     if resume is not None:
         out = Path(resume)
         if not (out / "state.json").exists():
             raise UserError(f"--resume {out}: not an autopilot session (no state.json)")
         prev = json.loads((out / "state.json").read_text())
-        if prev["data"] == "arrays" and data != "arrays":
+        if prev["data"] == "arrays" and req.data != "arrays":
             raise UserError(f"--resume {out}: this session trained on data passed in memory; pass the same data again "
                             "(coach.autopilot(data=..., resume=...))")
-        if prev.get("model") and maker.name is None:
+        if prev.get("model") and req.maker.name is None:
             raise UserError(f"--resume {out}: this session trained your own model ({prev['model']}); pass it again "
                             "(coach.autopilot(..., model=..., resume=...))")
-        # the session keeps what it was started with: its data, budget and seed
-        budget, data, options, seed = prev["budget"], prev["data"], prev.get("data_options", {}), prev.get("seed", seed)
-    if not data:
+        req = Request(prev["data"], prev["budget"], prev.get("data_options", {}), prev.get("seed", req.seed), req.maker)
+    if not req.data:
         raise UserError("--data NAME|PATH is required (or --resume DIR)")
-    if not budget or not math.isfinite(budget) or budget <= 0:
-        raise UserError(f"--budget {budget}: give a positive duration, e.g. 90s, 3m, 1h")
-    if data != "arrays":
-        data_section(str(data), options)  # an unknown name or a missing file: refused before any folder is made
-    out = Path(out) if out else Path("autopilot") / time.strftime(f"%Y%m%d-%H%M%S-{Path(str(data)).name}")
+    if not req.budget or not math.isfinite(req.budget) or req.budget <= 0:
+        raise UserError(f"--budget {req.budget}: give a positive duration, e.g. 90s, 3m, 1h")
+    if req.data != "arrays":
+        data_section(str(req.data), req.options)  # an unknown name or a missing file: refused before any folder is made
+    out = Path(out) if out else Path("autopilot") / time.strftime(f"%Y%m%d-%H%M%S-{Path(str(req.data)).name}")
     if resume is None and (out / "state.json").exists():
         # a new session here would read the old one's stages and return its result as its own
         raise UserError(f"--out {out} already holds an autopilot session: continue it with --resume {out}, "
                         f"or give another --out")
     out.mkdir(parents=True, exist_ok=True)
-    s = Session(out, budget, started, quiet=quiet)
-    s.state["data"], s.state["data_options"], s.state["seed"] = data, options, seed
-    s.state["model"] = maker.name
-    return s, str(data), options, seed
+    s = Session(out, req.budget, started, quiet=quiet)
+    s.state["data"], s.state["data_options"], s.state["seed"] = req.data, req.options, req.seed
+    s.state["model"] = req.maker.name
+    return s, req
 
 
 def autopilot(data: str | Any = None, budget: float | str = 1200.0, out: str | Path | None = None,
@@ -131,8 +142,8 @@ def autopilot(data: str | Any = None, budget: float | str = 1200.0, out: str | P
     keep = TempDir("coach-autopilot-") if held is not None and out is None and resume is None else None
     if keep is not None:
         out = keep.path
-    s, name, options, seed = open_session("arrays" if held is not None else data, budget, out, resume, started,
-                                          quiet, dict(data_options or {}), seed, maker)
+    s, req = open_session(Request("arrays" if held is not None else data, budget, dict(data_options or {}), seed,
+                                  maker), out, resume, started, quiet)
     if resume is None:
         s.state["without"] = sorted(without)
     threads = torch.get_num_threads()
@@ -140,7 +151,7 @@ def autopilot(data: str | Any = None, budget: float | str = 1200.0, out: str | P
         with interrupt_flag() as interrupted:  # Ctrl-C: the running stage stops at a step, then the session
             s.interrupted = interrupted
             s.show_bar()
-            return SessionResult(run_stages(s, name, options, seed, maker, held), s.out, keep)
+            return SessionResult(run_stages(s, req, held), s.out, keep)
     except SearchInterrupted:
         raise SessionInterrupted("search") from None
     finally:
@@ -160,6 +171,10 @@ class Pilot:
     maker: Maker = BUILDER
     without: frozenset[str] = frozenset()  # decisions forced off (WITHOUT)
 
+    def job(self, cfg: Config) -> Job:
+        """cfg on the session's data, its model made by the session's maker."""
+        return Job(cfg, self.data, self.maker, held=True)
+
     def cost(self) -> Cost:
         c = self.s.done("cost")
         return Cost(**next(x for x in c["costs"] if x["width"] == c["width"]))
@@ -171,11 +186,11 @@ class Pilot:
         return cfg.replace(**{"optim.lr": check_["lr"]}) if check_ else cfg
 
 
-def run_stages(s: Session, data: str, options: dict[str, Any], seed: int, maker: Maker = BUILDER,
-               held: Any = None) -> dict[str, Any]:
-    data_cfg = {"name": "arrays", **options} if held is not None else data_section(data, options)
+def run_stages(s: Session, req: Request, held: Any = None) -> dict[str, Any]:
+    data_cfg = {"name": "arrays", **req.options} if held is not None else data_section(str(req.data), req.options)
     loaded = as_data(held, make_config({"data": data_cfg}))[0] if held is not None else \
         load_data(make_config({"data": data_cfg}).data)
+    maker, seed = req.maker, req.seed
     without = frozenset(s.state.get("without", []))
     floor, why = plain_recipe(data_cfg, loaded, seed, maker, augment="augmentation" not in without)
     maker.honoured(floor)
@@ -205,20 +220,20 @@ def cost_stage(p: Pilot) -> None:
     """The machine's speed for the floor (precision, layout, batch size), the fastest thread
     count now, then the model sizes: the widest that gets the epochs it needs in all the time
     for training (a budget past what one width needs buys a wider one, not epochs it cannot use)."""
-    s, data, maker = p.s, p.data, p.maker
-    fast, speed_why = machine_settings(p.floor, data, maker, s.left()) if "speed" not in p.without else (
+    s, data = p.s, p.data
+    fast, speed_why = machine_settings(p.job(p.floor), s.left()) if "speed" not in p.without else (
         {"train.precision": "fp32", "train.channels_last": False}, "fp32, NCHW, batch 128 (speed forced off)")
-    floor = p.floor.replace(**fast)
-    threads, timed, known = choose_threads(floor, data, maker=maker)
+    floor = p.job(p.floor.replace(**fast))
+    threads, timed, known = choose_threads(floor)
     training = training_seconds(s, reserve=finish_seconds(s, None, data)) - CHECK_SHARE * s.budget
     target, minimum, epochs_why = p.epochs
-    plain_w, sizing = floor.model.width, p.sizing
-    plain = known or time_config(floor, data, maker=maker)
-    costs = measure_ladder(floor, data, lambda c: (target if c.width >= plain_w else minimum) * sizing.epoch(c)
+    plain_w, sizing = floor.cfg.model.width, p.sizing
+    plain = known or time_config(floor)
+    costs = measure_ladder(floor, lambda c: (target if c.width >= plain_w else minimum) * sizing.epoch(c)
                            <= training, COST_SHARE * s.budget, known=plain,
-                           up=minimum * sizing.epoch(plain) <= training, maker=maker,
+                           up=minimum * sizing.epoch(plain) <= training,
                            # your own module has one size, unless its factory takes a width
-                           widths=None if maker.can_widen and "width" not in p.without else (plain_w,))
+                           widths=None if p.maker.can_widen and "width" not in p.without else (plain_w,))
     pick, size_why = P.choose_width(costs, training, target, minimum, sizing, len(data.train), plain_w)
     s.record("cost", {"costs": [c.to_dict() for c in costs], "width": pick.width, "epochs": [target, minimum],
                       "planned": COST_SHARE * s.budget, "settings": fast, "speed": speed_why,
@@ -229,20 +244,21 @@ def cost_stage(p: Pilot) -> None:
                                     f"for training: {size_why}"})
 
 
-def machine_settings(floor: Config, data: Data, maker: Maker, budget: float) -> tuple[dict[str, Any], str]:
+def machine_settings(floor: Job, budget: float) -> tuple[dict[str, Any], str]:
     """Precision and memory layout timed on the floor's model (coach.train.speed), then the
     batch size: twice the floor's when that trains over 10% more examples a second (a GPU; a
     2-core CPU measured it slower), its LR scaled by sqrt(2) (the square-root rule for Adam,
     Malladi et al. 2022)."""
-    device = pick_device(floor.train.device)
-    model = maker.build(floor, data.input_shape, data.num_classes, data.preprocess)
-    speed = plan_speed(floor, model, data, device, budget=budget)
+    data = floor.data
+    assert data is not None
+    speed = plan_speed(floor.cfg, floor.build(), data, pick_device(floor.cfg.train.device), budget=budget)
     settings: dict[str, Any] = {"train.precision": speed.precision, "train.channels_last": speed.channels_last}
     why = f"precision and layout: {speed.why}"
-    cfg = floor.replace(**settings)
+    cfg = floor.cfg.replace(**settings)
     bs = cfg.train.batch_size
     if len(data.train) >= 16 * bs and budget >= 60:  # enough steps an epoch either way, time to look
-        one, two = (time_config(cfg.replace(**{"train.batch_size": b}), data, steps=4, maker=maker) for b in (bs, 2 * bs))
+        one, two = (time_config(floor.with_config(cfg.replace(**{"train.batch_size": b})), Stopwatch(4))
+                    for b in (bs, 2 * bs))
         rate = (2 * bs / two.step) / (bs / one.step)
         if rate > 1.1:
             settings.update({"train.batch_size": 2 * bs, "optim.lr": cfg.optim.lr * math.sqrt(2)})
@@ -254,8 +270,8 @@ def machine_settings(floor: Config, data: Data, maker: Maker, budget: float) -> 
 def check_stage(p: Pilot) -> str | None:
     s, base, maker = p.s, p.base(), p.maker
     share = CHECK_SHARE * s.budget
-    checked = check_cost(base, p.data, p.cost(), [Cost(**c) for c in s.done("cost")["costs"]], share,
-                         pick_device(base.train.device).type, maker)
+    checked = check_cost(p.job(base), p.cost(), [Cost(**c) for c in s.done("cost")["costs"]], share,
+                         pick_device(base.train.device).type)
     # without step 5's control models: their cost is not bounded by the share, and the autopilot
     # acts only on the fatal findings (labels, gradients) and the LR probe
     result = check(base.replace(**{"model.width": checked.width}), p.data, **P.check_steps(share, checked.step),
@@ -325,8 +341,7 @@ def final_stage(p: Pilot) -> None:
     others = k - 1 + bool(sd.get("runner_up"))
     dirs = [s.out / "final"] + [s.out / f"final-{i + 1}" for i in range(1, k)]
     for i, run_dir in enumerate(dirs):
-        run = train_final(s, final_cfg.replace(seed=final_cfg.seed + i), data, run_dir, cost, p.sizing, others,
-                          p.maker, ema="ema" not in p.without, share=1 / (k - i))
+        run = train_final(p, final_cfg.replace(seed=final_cfg.seed + i), run_dir, others, share=1 / (k - i))
         if run.summary["status"] == "interrupted":
             raise SessionInterrupted("final training")
     sm = Run.open(dirs[0]).summary
@@ -370,22 +385,22 @@ def choose_stage(p: Pilot) -> None:
     s.record("choose", {**info, "planned": seconds})
 
 
-def check_cost(cfg: Config, data: Data, cost: Cost, timed: list[Cost], share: float, device: str,
-               maker: Maker = BUILDER, measure: Callable[..., Cost] = time_config) -> Cost:
+def check_cost(job: Job, cost: Cost, timed: list[Cost], share: float, device: str,
+               measure: Callable[..., Cost] = time_config) -> Cost:
     """The model the checks run on and what its training step costs where they run. The checks
     take the chosen width when their shortest version fits their share, else the cheapest size
     (they check the data and the setup, which do not depend on width). coach check trains its
     small models on the CPU whatever the training device, so on a GPU the sizes are timed on the
     CPU: priced by the GPU's step, a 60 s session's checks planned 2 s and ran over 90 s."""
     fits = lambda c: P.CHECK_STEP_FACTOR * P.MIN_PROBE_STEPS * c.step <= share  # noqa: E731
-    smallest = min(ladder(data.kind)) if maker.can_widen else cost.width  # your module has one size
+    assert job.data is not None
+    smallest = min(ladder(job.data.kind)) if job.maker.can_widen else cost.width  # your module has one size
+    at = lambda cfg, width: measure(job.with_config(cfg.replace(**{"model.width": width})), Stopwatch(4))  # noqa: E731
     if device == "cpu":
-        return cost if fits(cost) else min(
-            timed + [measure(cfg.replace(**{"model.width": smallest}), data, steps=4, maker=maker)], key=lambda c: c.step)
-    cpu = cfg.replace(**{"train.device": "cpu"})
-    chosen = measure(cpu.replace(**{"model.width": cost.width}), data, steps=4, maker=maker)
-    return chosen if fits(chosen) else min(
-        [chosen, measure(cpu.replace(**{"model.width": smallest}), data, steps=4, maker=maker)], key=lambda c: c.step)
+        return cost if fits(cost) else min(timed + [at(job.cfg, smallest)], key=lambda c: c.step)
+    cpu = job.cfg.replace(**{"train.device": "cpu"})
+    chosen = at(cpu, cost.width)
+    return chosen if fits(chosen) else min([chosen, at(cpu, smallest)], key=lambda c: c.step)
 
 
 def threads_why(threads: int, timed: dict[int, float]) -> str:
@@ -411,19 +426,19 @@ def finish_seconds(s: Session, cost: Cost | None, data: Data, cfg: Config | None
     return min(0.005 * s.budget + REPORT_SECONDS + passes, 0.12 * s.budget + REPORT_SECONDS)
 
 
-def train_final(s: Session, cfg: Config, data: Data, final_dir: Path, cost: Cost, sizing: P.Sizing,
-                others: int, maker: Maker = BUILDER, ema: bool = True, share: float = 1.0) -> Run:
+def train_final(p: Pilot, cfg: Config, final_dir: Path, others: int, share: float = 1.0) -> Run:
     """The adopted configuration from scratch for `share` of the time left, its one-cycle
     schedule fitted to it (budgeted training: it ends decayed where its time does). others:
     the ensemble members choose may add (their predictions are priced into the reserve)."""
+    s, data, cost, sizing = p.s, p.data, p.cost(), p.sizing
     done = (final_dir / "summary.json").exists() and Run.open(final_dir).summary.get("status")
     if done and done != "interrupted":  # a member finished before the session was interrupted
         return Run.open(final_dir)
     if (final_dir / "checkpoints" / "last.pt").exists():
-        return fit(resume=final_dir, data=data, callbacks=[EpochLines(s)], model=maker)
+        return fit(resume=final_dir, data=data, callbacks=[EpochLines(s)], model=p.maker)
     # Polyak averaging pays on long runs; on a few epochs its window would hold the early, poor
     # weights, and validating it would double the validation time
-    long = ema and share * training_seconds(s, finish_seconds(s, cost, data, cfg)) \
+    long = "ema" not in p.without and share * training_seconds(s, finish_seconds(s, cost, data, cfg)) \
         >= P.TARGET_EPOCHS * sizing.epoch(cost)
     seconds = share * training_seconds(s, finish_seconds(s, cost, data, cfg, ema=long, others=others))
     epochs = min(P.MAX_FINAL_EPOCHS, planned_epochs(seconds, sizing.epoch(cost)))
@@ -433,7 +448,7 @@ def train_final(s: Session, cfg: Config, data: Data, final_dir: Path, cost: Cost
                          "train.time_budget": 0.99 * seconds,
                          "train.fit_to_budget": True, "train.monitor_every": 50,
                          "train.eval_every": sizing.eval_every(cost)})
-    return fit(cfg, run_dir=final_dir, data=data, model=maker, callbacks=[EpochLines(s)])
+    return fit(cfg, run_dir=final_dir, data=data, model=p.maker, callbacks=[EpochLines(s)])
 
 
 def finish(s: Session, final_dir: Path | None, data: Data, stopped: str | None = None) -> dict[str, Any]:

@@ -149,7 +149,7 @@ def options_for(kind: str, shape: tuple[int, ...], weight_decay: float, wider: i
     """The departures worth judging for this kind of data, each against the floor: the floor's
     augmentation left out (a small or very short problem may be better without it), mirror
     flips added (for images, where only evidence can say whether the data have a side: shoes
-    and digits do), label smoothing, a stronger weight decay (vectors), one ladder step wider
+    and digits do), its label smoothing left out, a stronger weight decay (vectors), one ladder step wider
     (`wider`: when the final training could afford it). `mirrors`: False when the images are
     too small or are not images."""
     aug = {k: v for k, v in augmentations(kind, shape).items() if k != "none"}
@@ -160,8 +160,8 @@ def options_for(kind: str, shape: tuple[int, ...], weight_decay: float, wider: i
                                                               for k, v in first.items()}, regularizes=False))
     if kind == "image" and mirrors:
         out.append(Option("+ mirror flips", "augmentation", {"augment.hflip": True}, regularizes=True))
-    out.append(Option(f"label smoothing {LABEL_SMOOTHING:g}", "label smoothing",
-                      {"regularize.label_smoothing": LABEL_SMOOTHING}, regularizes=True))
+    out.append(Option("no label smoothing", "label smoothing", {"regularize.label_smoothing": 0.0},
+                      regularizes=False))
     if kind == "vector":
         out.append(Option(f"weight decay {10 * weight_decay:g}", "weight decay",
                           {"optim.weight_decay": 10 * weight_decay}, regularizes=True))

@@ -52,19 +52,17 @@ CODES = {
 
 # The severity each code is usually reported with (a rule may raise or lower it with the evidence)
 # and what to do about it: the README's findings table is generated from these.
-SEVERITY = {
-    "data_not_normalized": "warning", "label_problem": "error", "init_vanishing": "warning",
-    "init_exploding": "warning", "saturation": "warning", "dead_relu": "warning",
-    "initial_loss_mismatch": "warning", "gradient_check_failed": "error",
-    "gradient_check_inconclusive": "info", "cannot_overfit": "error",
-    "lr_too_high": "warning or error", "lr_too_low": "warning (info: only the LR range test says so)",
-    "regularization_too_strong": "warning", "underfitting": "warning", "overfitting": "warning", "plateau": "info",
-    "nonfinite": "warning or error", "class_imbalance": "info", "bad_init": "info", "at_chance": "error",
-    "grads_accumulate": "error", "softmax_before_loss": "error", "loss_on_probabilities": "error",
-    "training_in_eval_mode": "error", "params_not_updated": "error", "params_frozen": "warning",
-    "batch_dependence": "error", "labels_misaligned": "error", "data_not_shuffled": "warning",
-    "grad_clip_too_hard": "warning", "schedule_too_fast": "warning", "input_scale_mismatch": "warning",
-}
+SEVERITY = {code: severity for severity, codes in {
+    "error": ("label_problem", "gradient_check_failed", "cannot_overfit", "at_chance", "grads_accumulate",
+              "softmax_before_loss", "loss_on_probabilities", "training_in_eval_mode", "params_not_updated",
+              "batch_dependence", "labels_misaligned"),
+    "warning": ("data_not_normalized", "init_vanishing", "init_exploding", "saturation", "dead_relu",
+                "initial_loss_mismatch", "regularization_too_strong", "underfitting", "overfitting", "params_frozen",
+                "data_not_shuffled", "grad_clip_too_hard", "schedule_too_fast", "input_scale_mismatch"),
+    "info": ("gradient_check_inconclusive", "plateau", "class_imbalance", "bad_init"),
+    "warning or error": ("lr_too_high", "nonfinite"),
+    "warning (info: only the LR range test says so)": ("lr_too_low",),
+}.items() for code in codes}
 ADVICE = {
     "data_not_normalized": "data.preprocess=standardize (per-channel mean/std) or channel_mean",
     "label_problem": "check that labels and inputs are aligned (shuffled, mis-sorted or corrupted labels)",

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 import os
 import socket
 import subprocess
@@ -353,17 +354,83 @@ def run_workers(storage_url: str | None, study_name: str, sweep_dir: Path, worke
 
 
 # ------------------------------------------------------------------ a whole search
-def create_stage(storage: optuna.storages.BaseStorage, name: str, cfg: Config, dims: list[Dim], strategy: str,
-                 trials: int, epochs: int, pruner: str, grid_per_dim: int) -> optuna.Study:
-    direction = "maximize" if cfg.train.mode == "max" else "minimize"
-    study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
-    if "config" not in study.user_attrs:
-        for k, v in {"config": cfg.to_dict(), "space": dims_to_attrs(dims), "strategy": strategy,
-                     "epochs": epochs, "pruner": pruner, "seed": cfg.seed, "grid_per_dim": grid_per_dim}.items():
-            study.set_user_attr(k, v)
-    if study.user_attrs.get("trials") != trials:  # a restart may ask for more (or fewer) trials
-        study.set_user_attr("trials", trials)
-    return study
+@dataclass
+class Sweep:
+    """One search as it runs: the prepared job, the folder and storage its studies live in, the
+    workers that run their trials and where they report."""
+    job: Job
+    folder: Path
+    storage: str | None
+    workers: int
+    pruner: str
+    grid_per_dim: int
+    say: Callable[[str], None] | None
+
+    def __post_init__(self) -> None:
+        self.store = open_storage(self.storage, self.folder)
+
+    def stage(self, name: str, dims: list[Dim], strategy: str, trials: int, epochs: int) -> optuna.Study:
+        """The study of one stage, created with its space and settings (or continued as it was)."""
+        cfg = self.job.cfg
+        direction = "maximize" if cfg.train.mode == "max" else "minimize"
+        study = optuna.create_study(study_name=name, storage=self.store, direction=direction, load_if_exists=True)
+        if "config" not in study.user_attrs:
+            for k, v in {"config": cfg.to_dict(), "space": dims_to_attrs(dims), "strategy": strategy,
+                         "epochs": epochs, "pruner": self.pruner, "seed": cfg.seed,
+                         "grid_per_dim": self.grid_per_dim}.items():
+                study.set_user_attr(k, v)
+        if study.user_attrs.get("trials") != trials:  # a restart may ask for more (or fewer) trials
+            study.set_user_attr("trials", trials)
+        return study
+
+    def run(self, study: optuna.Study, seconds: float | None) -> None:
+        if seconds is not None:
+            study.set_user_attr("deadline", time.time() + seconds)
+        run_workers(self.storage, study.study_name, self.folder, self.workers, seconds, self.say, self.job)
+
+    def single(self, name: str, dims: list[Dim], strategy: str, trials: int,
+               budget: float | None) -> list[dict[str, Any]]:
+        """One study: random, grid (every point, up to `trials`) or TPE."""
+        epochs = self.job.cfg.train.epochs
+        if strategy == "grid":
+            trials = min(trials, math.prod(len(grid_points(d, self.grid_per_dim)) for d in dims))
+        self.run(self.stage(name, dims, strategy, trials, epochs), budget)
+        return [{"study": name, "space": {d.key: d.describe() for d in dims}, "epochs": epochs, "trials": trials,
+                 "notes": []}]
+
+    def coarse_to_fine(self, name: str, dims: list[Dim], trials: int, stages: int,
+                       budget: float | None) -> list[dict[str, Any]]:
+        """Stages of random search, each longer than the last, each range narrowed to the best
+        quarter of the stage before (coach.search.space.narrow)."""
+        cfg, start, info_all = self.job.cfg, time.time(), []
+        per_stage = [trials // stages + (1 if i < trials % stages else 0) for i in range(stages)]
+        current = dims
+        for k in range(stages):
+            stage_name = f"{name}-stage{k + 1}"
+            epochs = stage_epochs(cfg.train.epochs, stages)[k]
+            st = self.stage(stage_name, current, "random", per_stage[k], epochs)
+            current = dims_from_attrs(st.user_attrs)  # a resumed stage keeps the ranges it started with
+            left = None if budget is None else max(budget - (time.time() - start), 1.0) * per_stage[k] / max(
+                sum(per_stage[k:]), 1)
+            self.run(st, left)
+            info = {"study": stage_name, "space": {d.key: d.describe() for d in current}, "epochs": epochs,
+                    "trials": per_stage[k], "notes": []}
+            done = st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if done and k + 1 < stages:
+                current = self._narrowed(current, done, info)
+            info_all.append(info)
+        return info_all
+
+    def _narrowed(self, dims: list[Dim], done: list[Any], info: dict[str, Any]) -> list[Dim]:
+        ranked = sorted(done, key=lambda t: t.value, reverse=self.job.cfg.train.mode == "max")
+        top = ranked[: max(2, len(ranked) // 4)]
+        narrowed = []
+        for d in dims:
+            nd, note = narrow(d, [t.params[d.key] for t in top if d.key in t.params], ranked[0].params.get(d.key, d.low))
+            narrowed.append(nd)
+            if note:
+                info["notes"].append(note)
+        return narrowed
 
 
 def search(cfg: Config, strategy: str = "random", trials: int = 20, sweep_dir: str | Path | None = None,
@@ -385,64 +452,34 @@ def search(cfg: Config, strategy: str = "random", trials: int = 20, sweep_dir: s
         raise UserError(f"--pruner: {pruner!r}; allowed: {', '.join(PRUNERS)}")
     job = prepare(cfg, data, model, load=False)
     cfg = job.cfg
+    dims = searchable(job, workers)
+    # data in memory and no folder asked for: the sweep lives in a temporary folder (summary.save keeps it)
+    keep = TempDir("coach-sweep-") if sweep_dir is None and job.data is not None else None
+    folder = Path(sweep_dir) if sweep_dir else keep.path if keep else \
+        Path("sweeps") / time.strftime(f"%Y%m%d-%H%M%S-{cfg.data.name}")
+    folder.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, folder / "config.yaml")
+    sweep, start = Sweep(job, folder, storage, workers, pruner, grid_per_dim, say), time.time()
+    stage_info = sweep.coarse_to_fine(study or "coach", dims, trials, stages, budget) \
+        if strategy == "coarse-to-fine" else sweep.single(study or "coach", dims, strategy, trials, budget)
+    return Kept(summarize(sweep.store, folder, cfg, strategy, stage_info, time.time() - start, pruner), folder, keep)
+
+
+def searchable(job: Job, workers: int) -> list[Dim]:
+    """The space of job's search section, refused where it cannot be honoured: data or a model
+    from Python with several worker processes, data.* over data in memory, a key your model
+    does not take."""
     if job.held and workers > 1:
         raise UserError(f"--workers {workers}: data or a model passed from Python live in this process, so the search "
                         "runs one worker; save the data as an .npz (data.path) to spread it over processes")
-    dims = parse_space(cfg.search, cfg)
+    dims = parse_space(job.cfg.search, job.cfg)
     if job.data is not None and any(d.key.startswith("data.") for d in dims):
         raise UserError("search: data.* cannot be searched over data passed in memory (they are loaded once)")
     unheeded = job.maker.unheeded([d.key for d in dims])
     if unheeded:
         raise UserError(f"search: {', '.join(unheeded)}: your model does not take it (a factory with that "
                         f"parameter does: {', '.join(job.maker.searchable) or 'none taken now'})")
-    # data in memory and no folder asked for: the sweep lives in a temporary folder (summary.save keeps it)
-    keep = TempDir("coach-sweep-") if sweep_dir is None and job.data is not None else None
-    sweep = Path(sweep_dir) if sweep_dir else keep.path if keep else \
-        Path("sweeps") / time.strftime(f"%Y%m%d-%H%M%S-{cfg.data.name}")
-    sweep.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, sweep / "config.yaml")
-    store = open_storage(storage, sweep)
-    name = study or "coach"
-    start = time.time()
-    stage_info: list[dict[str, Any]] = []
-    if strategy != "coarse-to-fine":
-        if strategy == "grid":
-            trials = min(trials, math.prod(len(grid_points(d, grid_per_dim)) for d in dims))
-        st = create_stage(store, name, cfg, dims, strategy, trials, cfg.train.epochs, pruner, grid_per_dim)
-        if budget is not None:
-            st.set_user_attr("deadline", time.time() + budget)
-        run_workers(storage, name, sweep, workers, budget, say, job)
-        stage_info.append({"study": name, "space": {d.key: d.describe() for d in dims}, "epochs": cfg.train.epochs,
-                           "trials": trials, "notes": []})
-    else:
-        per_stage = [trials // stages + (1 if i < trials % stages else 0) for i in range(stages)]
-        current = dims
-        for k in range(stages):
-            epochs = stage_epochs(cfg.train.epochs, stages)[k]
-            stage_name = f"{name}-stage{k + 1}"
-            st = create_stage(store, stage_name, cfg, current, "random", per_stage[k], epochs, pruner, grid_per_dim)
-            current = dims_from_attrs(st.user_attrs)  # a resumed stage keeps the ranges it started with
-            left = None if budget is None else max(budget - (time.time() - start), 1.0) * per_stage[k] / max(
-                sum(per_stage[k:]), 1)
-            if left is not None:
-                st.set_user_attr("deadline", time.time() + left)
-            run_workers(storage, stage_name, sweep, workers, left, say, job)
-            done = [t for t in st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-            info = {"study": stage_name, "space": {d.key: d.describe() for d in current}, "epochs": epochs,
-                    "trials": per_stage[k], "notes": []}
-            if done and k + 1 < stages:
-                ranked = sorted(done, key=lambda t: t.value, reverse=cfg.train.mode == "max")
-                top = ranked[: max(2, len(ranked) // 4)]
-                narrowed = []
-                for d in current:
-                    nd, note = narrow(d, [t.params[d.key] for t in top if d.key in t.params],
-                                      ranked[0].params.get(d.key, d.low))
-                    narrowed.append(nd)
-                    if note:
-                        info["notes"].append(note)
-                current = narrowed
-            stage_info.append(info)
-    return Kept(summarize(store, sweep, cfg, strategy, stage_info, time.time() - start, pruner), sweep, keep)
+    return dims
 
 
 def stage_epochs(epochs: int, stages: int) -> list[int]:

@@ -41,6 +41,10 @@ class Job:
         """The model is the user's (it is saved with torch.export, reloaded with their module)."""
         return self.maker is not BUILDER or isinstance(self.prebuilt, OwnModel)
 
+    def with_config(self, cfg: Config) -> "Job":
+        """The same data and maker for another config (a variant: another width, a setting off)."""
+        return replace(self, cfg=cfg)
+
     def loaded(self) -> "Job":
         return self if self.data is not None else replace(self, data=load_data(self.cfg.data, self.cfg.seed))
 

@@ -73,16 +73,26 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@dataclass(frozen=True)
+class Stopwatch:
+    """How a price is measured: `steps` timed steps after `warmup` untimed ones, fewer (at least
+    3) when they would take over `max_seconds`, read on `timer` (a fake one in tests)."""
+    steps: int = 5
+    warmup: int = 2
+    max_seconds: float = 1.0
+    timer: Callable[[], float] = time.perf_counter
+
+
 def step_seconds(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: Callable[[Tensor, Tensor], Tensor],
-                 batches: Iterator[tuple[Tensor, Tensor]], steps: int, warmup: int = 2,
-                 amp: torch.dtype | None = None, max_seconds: float = 1.0,
-                 timer: Callable[[], float] = time.perf_counter) -> float:
+                 batches: Iterator[tuple[Tensor, Tensor]], amp: torch.dtype | None = None,
+                 watch: Stopwatch = Stopwatch()) -> float:
     """Median seconds of a training step (forward, loss, backward, update, reading the loss as
-    the loop does), after `warmup` steps; fewer steps (at least 3) when they would take over
-    `max_seconds`. `batches` yields (x, y) on the device; x is transformed (augmented) by the caller."""
+    the loop does), timed as `watch` says. `batches` yields (x, y) on the device; x is
+    transformed (augmented) by the caller."""
     device = next(model.parameters()).device
     model.train()
     times: list[float] = []
+    steps, warmup, timer = watch.steps, watch.warmup, watch.timer
     total = warmup + steps
     while len(times) < total:
         x, y = next(batches)
@@ -96,8 +106,8 @@ def step_seconds(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: Callable
         loss.item()
         sync(device)
         times.append(timer() - t0)
-        if len(times) == warmup + 1 and times[-1] * steps > max_seconds:
-            total = warmup + max(3, int(max_seconds / max(times[-1], 1e-9)))
+        if len(times) == warmup + 1 and times[-1] * steps > watch.max_seconds:
+            total = warmup + max(3, int(watch.max_seconds / max(times[-1], 1e-9)))
     return statistics.median(times[warmup:])
 
 
@@ -134,9 +144,8 @@ def candidates(cfg: Config, model: nn.Module, device: torch.device) -> list[tupl
     return [(p, c) for p in precisions for c in layouts]
 
 
-def plan_speed(cfg: Config, model: nn.Module, data: Data, device: torch.device, steps: int = 5,
-               timer: Callable[[], float] = time.perf_counter, total_steps: int | None = None,
-               budget: float | None = None) -> Speed:
+def plan_speed(cfg: Config, model: nn.Module, data: Data, device: torch.device, watch: Stopwatch = Stopwatch(),
+               total_steps: int | None = None, budget: float | None = None) -> Speed:
     """Time each open variant on a copy of `model` (the random streams restored after), fp32
     first; when timing the others would cost over TIMING_SHARE of the run's expected time
     (`total_steps` at the fp32 pace, at most `budget` seconds), the run stays fp32. Returns the
@@ -148,7 +157,7 @@ def plan_speed(cfg: Config, model: nn.Module, data: Data, device: torch.device, 
         return Speed(*options[0], {}, f"a run of under {MIN_RUN_SECONDS:.0f}s is not worth timing the variants for")
     rng = ckpt.rng_state()
     try:
-        measured = _measure(cfg, model, data, device, options, steps, timer, total_steps, budget)
+        measured = _measure(cfg, model, data, device, options, watch, total_steps, budget)
     finally:
         ckpt.set_rng_state(rng)
     base = measured[variant_name(*options[0])]
@@ -165,8 +174,7 @@ def plan_speed(cfg: Config, model: nn.Module, data: Data, device: torch.device, 
 
 
 def _measure(cfg: Config, model: nn.Module, data: Data, device: torch.device, options: list[tuple[str, bool]],
-             steps: int, timer: Callable[[], float], total_steps: int | None,
-             budget: float | None) -> dict[str, float]:
+             watch: Stopwatch, total_steps: int | None, budget: float | None) -> dict[str, float]:
     bs = min(cfg.train.batch_size, len(data.train))
     x_all, y_all = data.train.x[:8 * bs].to(device), data.train.y[:8 * bs].to(device)
     loss_fn = make_loss(cfg.train.loss, cfg.regularize.label_smoothing)
@@ -186,12 +194,12 @@ def _measure(cfg: Config, model: nn.Module, data: Data, device: torch.device, op
                        y_all[j:j + bs])
                 i += 1
 
-        seconds = step_seconds(net, opt, loss_fn, batches(), steps, amp=autocast_dtype(precision, device),
-                               timer=timer)
+        seconds = step_seconds(net, opt, loss_fn, batches(), autocast_dtype(precision, device), watch)
         measured[variant_name(precision, channels_last)] = bs / seconds
         if len(measured) == 1:  # fp32's pace prices the run and the timing of the others
             run = min(total_steps * seconds if total_steps is not None else float("inf"), budget or float("inf"))
-            if run < MIN_RUN_SECONDS or (len(options) - 1) * (steps + 2) * seconds > TIMING_SHARE * run:
+            if run < MIN_RUN_SECONDS or (len(options) - 1) * (watch.steps + watch.warmup) * seconds > \
+                    TIMING_SHARE * run:
                 break
     return measured
 

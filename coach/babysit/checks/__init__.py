@@ -110,18 +110,8 @@ def check(cfg: Config | nn.Module | Any = None, data: Data | Any = None, probe_s
         out.steps["data"]["labels_aligned"] = aligned is None
         out.findings += [aligned] if aligned else []
     done("data")
-    check_init(model, batch, out, labels=data.train.y[:len(batch)])
-    done("init")
-    loss0 = check_initial_loss(cfg, model, data, out)
-    if any(f.code == "data_not_normalized" for f in out.findings):
-        # do the init findings survive standardized inputs? Those that do not are the data's doing
-        control = CheckResult()
-        check_init(normalized(model, batch), batch, control)
-        check_initial_loss(cfg, normalized(model, batch), data, control)
-        seen = {f.code for f in control.findings}
-        explained(out, INIT_CODES - seen, "with standardized inputs the same model shows none of it at init")
+    loss0 = _init_and_loss(cfg, data, model, batch, out, done)
     init_findings = [f for f in out.findings if f.code in INIT_CODES]
-    done("initial_loss")
     if not math.isfinite(loss0):
         out.findings = merged(out.findings)
         return out  # nothing downstream means anything with a NaN loss at step 0
@@ -140,6 +130,23 @@ def check(cfg: Config | nn.Module | Any = None, data: Data | Any = None, probe_s
     done("lr_range")
     out.findings = merged(defer_slow_learning(named_misalignment(out.findings)))
     return out
+
+
+def _init_and_loss(cfg: Config, data: Data, model: nn.Module, batch: Any, out: CheckResult,
+                   done: Callable[..., None]) -> float:
+    """Steps 2-3: activations at init and the initial loss; with unnormalized inputs, what of them
+    survives standardized inputs (what does not is the data's doing). Returns the initial loss."""
+    check_init(model, batch, out, labels=data.train.y[:len(batch)])
+    done("init")
+    loss0 = check_initial_loss(cfg, model, data, out)
+    if any(f.code == "data_not_normalized" for f in out.findings):
+        control = CheckResult()
+        check_init(normalized(model, batch), batch, control)
+        check_initial_loss(cfg, normalized(model, batch), data, control)
+        seen = {f.code for f in control.findings}
+        explained(out, INIT_CODES - seen, "with standardized inputs the same model shows none of it at init")
+    done("initial_loss")
+    return loss0
 
 
 def named_misalignment(findings: list[Finding]) -> list[Finding]:

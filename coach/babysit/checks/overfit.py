@@ -4,6 +4,7 @@ copy that standardizes them), a low LR (the loss still falling), the initializat
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,15 +29,36 @@ from coach.optim import build_optimizer, penalty, split_decay
 from coach.train.losses import make_loss
 
 
-def overfit_sample(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: int, batch: int,
-                   wide: bool = False, standardize: bool = False, extend: bool = True,
-                   maker: Maker = BUILDER) -> dict[str, Any]:
-    """Train a fresh copy on the fixed sample (x, y), regularized as cfg says, until it reaches
-    100% training accuracy or max_steps; returns the loss trace, the accuracy and the steps.
+@dataclass(frozen=True)
+class Sample:
+    """The small fixed sample step 5 memorizes (x, y from data's training split), its step budget
+    and batch, and how the model is made (maker): each control trains a fresh copy on it."""
+    data: Data
+    x: Tensor
+    y: Tensor
+    max_steps: int
+    batch: int
+    maker: Maker = BUILDER
+
+    def train(self, cfg: Config, steps: int | None = None, wide: bool = False, standardize: bool = False,
+              extend: bool = True, maker: Maker | None = None) -> dict[str, Any]:
+        """overfit_sample on this sample (steps: default max_steps; maker: default the sample's)."""
+        return overfit_sample(cfg, self, steps or self.max_steps, wide, standardize, extend, maker or self.maker)
+
+    def off(self, cfg: Config) -> tuple[Config, Maker]:
+        """cfg and maker with every regularization setting turned off (the lectures' version)."""
+        return changed(cfg, self.maker, dict.fromkeys(regularization_settings(cfg, self.maker), 0.0))
+
+
+def overfit_sample(cfg: Config, sample: Sample, max_steps: int, wide: bool = False, standardize: bool = False,
+                   extend: bool = True, maker: Maker = BUILDER) -> dict[str, Any]:
+    """Train a fresh copy on the fixed sample, regularized as cfg says, until it reaches 100%
+    training accuracy or max_steps; returns the loss trace, the accuracy and the steps.
     wide: a clearly bigger copy; standardize: a copy that standardizes its inputs (controls);
     extend: a loss still falling at max_steps gets more steps, up to 4x."""
+    x, y, batch = sample.x, sample.y, sample.batch
     n = len(x)
-    model = fresh(cfg, data, x, cfg.regularize, wide, maker)
+    model = fresh(cfg, sample.data, x, cfg.regularize, wide, maker)
     if standardize:
         model = normalized(model, x)
     opt = build_optimizer(cfg.optim, model, cfg.regularize.decay_bias_and_norm)
@@ -53,9 +75,7 @@ def overfit_sample(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: int
     while step < limit:
         step += 1
         i = (step - 1) % max(n // batch, 1)
-        xb, yb = x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]
-        if cfg.optim.name == "lbfgs":
-            xb, yb = x, y
+        xb, yb = (x, y) if cfg.optim.name == "lbfgs" else (x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch])
         trace.append(train_step(model, opt, regularized, xb, yb))
         if not math.isfinite(trace[-1]):
             break
@@ -79,34 +99,35 @@ def still_falling(trace: list[float]) -> bool:
 
 
 REG_SLACK = 3
+SAMPLE_BATCHES, BATCH = 5, 20  # the sample: 5 batches of 20 (the lectures: 5-10 minibatches)
 
 
 def check_overfit(cfg: Config, data: Data, out: CheckResult, init_findings: list[Finding],
-                  max_steps: int = 300, sample_batches: int = 5, batch: int = 20, controls: bool = True,
-                  maker: Maker = BUILDER) -> bool:
-    """Step 5: overfit a small sample as configured. When that fails with regularization on, the
-    lectures' version (regularization off) says whether the regularization is the cause; when
-    it fails with it off too, a wider copy says whether the model is simply too small.
-    controls=False: the lectures' version alone (regularization off, max_steps, no control
-    models), for callers on a time budget; its failure is then judged from the trace only."""
-    n = min(len(data.train), sample_batches * batch)
-    x, y = data.train.x[:n], data.train.y[:n]
+                  max_steps: int = 300, controls: bool = True, maker: Maker = BUILDER) -> bool:
+    """Step 5: overfit a small sample (SAMPLE_BATCHES batches of BATCH) as configured. When that
+    fails with regularization on, the lectures' version (regularization off) says whether the
+    regularization is the cause; when it fails with it off too, a wider copy says whether the
+    model is simply too small. controls=False: the lectures' version alone (regularization off,
+    max_steps, no control models), for callers on a time budget; its failure is then judged
+    from the trace only."""
+    n = min(len(data.train), SAMPLE_BATCHES * BATCH)
+    sample = Sample(data, data.train.x[:n], data.train.y[:n], max_steps, BATCH, maker)
     settings = regularization_settings(cfg, maker)
     if not controls:
-        off_cfg, off_maker = changed(cfg, maker, dict.fromkeys(settings, 0.0))
-        run = overfit_sample(off_cfg, data, x, y, max_steps, batch, extend=False, maker=off_maker)
+        off_cfg, off_maker = sample.off(cfg)
+        run = sample.train(off_cfg, extend=False, maker=off_maker)
         out.steps["overfit"] = {"samples": n, "regularized": False, "memorized": run["train_acc"] == 1.0, **run}
         if run["train_acc"] < 1.0:
-            _why_not_overfit(cfg, data, x, y, max_steps, batch, run, init_findings, out, controls=False, maker=maker)
+            _why_not_overfit(cfg, sample, run, init_findings, out, controls=False)
         return run["train_acc"] == 1.0
-    run = overfit_sample(cfg, data, x, y, max_steps, batch, maker=maker)
+    run = sample.train(cfg)
     out.steps["overfit"] = {"samples": n, "regularized": bool(settings), **run}
     if run["train_acc"] == 1.0:
         out.steps["overfit"]["memorized"] = True
         return True
     if settings:
-        off_cfg, off_maker = changed(cfg, maker, dict.fromkeys(settings, 0.0))
-        off = overfit_sample(off_cfg, data, x, y, max_steps, batch, maker=off_maker)
+        off_cfg, off_maker = sample.off(cfg)
+        off = sample.train(off_cfg, maker=off_maker)
         out.steps["overfit"]["regularization_off"] = off
         if off["train_acc"] == 1.0:
             out.steps["overfit"]["memorized"] = True
@@ -114,25 +135,24 @@ def check_overfit(cfg: Config, data: Data, out: CheckResult, init_findings: list
             # steps the unregularized copy needed before it is called too strong
             budget = max(REG_SLACK * off["steps"], max_steps)
             if run["steps"] < budget:
-                run = overfit_sample(cfg, data, x, y, budget, batch, maker=maker)
+                run = sample.train(cfg, budget)
                 out.steps["overfit"].update(run)
                 if run["train_acc"] == 1.0:
                     return True
-            _name_regularizer(cfg, data, x, y, budget, batch, settings, run, out, maker)
+            _name_regularizer(cfg, Sample(data, sample.x, sample.y, budget, BATCH, maker), settings, run, out)
             return False
         run = off  # regularization is not the cause; judge the plain run
-    _why_not_overfit(cfg, data, x, y, max_steps, batch, run, init_findings, out, maker=maker)
+    _why_not_overfit(cfg, sample, run, init_findings, out)
     return False
 
 
-def _name_regularizer(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: int, batch: int,
-                      settings: dict[str, float], run: dict[str, Any], out: CheckResult,
-                      maker: Maker = BUILDER) -> None:
+def _name_regularizer(cfg: Config, sample: Sample, settings: dict[str, float], run: dict[str, Any],
+                      out: CheckResult) -> None:
     """Which setting stops the model memorizing, and by how much to cut it: each one turned off
     alone, then the culprit cut 10x and 100x (the smallest cut that lets it memorize)."""
     def memorizes(change: dict[str, float]) -> bool:
-        c, o = changed(cfg, maker, change)
-        return overfit_sample(c, data, x, y, max_steps, batch, maker=o)["train_acc"] == 1.0
+        c, o = changed(cfg, sample.maker, change)
+        return sample.train(c, maker=o)["train_acc"] == 1.0
 
     culprits = [k for k in settings if len(settings) == 1 or memorizes({k: 0.0})]
     culprits = culprits or list(settings)  # only together: name them all
@@ -145,7 +165,7 @@ def _name_regularizer(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: 
                 break
     names = ", ".join(setting_name(k, settings[k]) for k in culprits)
     what = [setting_name(k, settings[k]).split(" (p")[0].split("=")[0] for k in culprits]  # key, or "the dropout..."
-    n = len(x)
+    n = len(sample.x)
     out.findings.append(Finding(
         "regularization_too_strong", "warning",
         f"with {names} the model cannot memorize {n} examples ({run['train_acc']:.0%} training accuracy after "
@@ -157,18 +177,17 @@ def _name_regularizer(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: 
          "samples": n, "step": "overfit"}))
 
 
-def _why_not_overfit(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: int, batch: int,
-                     run: dict[str, Any], init_findings: list[Finding], out: CheckResult,
-                     controls: bool = True, maker: Maker = BUILDER) -> None:
-    trace, acc, step, n = run["trace"], run["train_acc"], run["steps"], len(x)
+def _why_not_overfit(cfg: Config, sample: Sample, run: dict[str, Any], init_findings: list[Finding],
+                     out: CheckResult, controls: bool = True) -> None:
+    """Why the sample was not memorized, from the trace and the controls: it blew up (LR too
+    high), unscaled inputs (a standardized copy memorizes), a flat or still-falling loss (the
+    LR, or the initialization), else a stall: capacity (a wider copy memorizes) or a bug."""
+    trace, acc, step, n = run["trace"], run["train_acc"], run["steps"], len(sample.x)
     first = trace[0]  # the loss before any update
     finite = [t for t in trace if math.isfinite(t)]
-    diverged = len(finite) < len(trace) or max(finite) > 3 * first
-    # means over 10 steps, since the sample's batches differ in loss
-    best_drop = 1 - mean(finite[-10:]) / mean(finite[:10]) if finite and first > 0 else 0.0
     evidence = {"samples": n, "steps": step, "train_acc": acc, "first_loss": first,
                 "last_loss": trace[-1] if trace else None}
-    if diverged:
+    if len(finite) < len(trace) or max(finite) > 3 * first:
         out.findings.append(Finding(
             "lr_too_high", "error",
             f"overfitting {n} examples blew up: the loss went from {first:.3g} to "
@@ -176,8 +195,8 @@ def _why_not_overfit(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: i
             "lower the learning rate (try 10x lower, or the LR range test's suggestion)", evidence))
         return
     if controls and any(f.code == "data_not_normalized" for f in out.findings):
-        off_cfg, off_maker = changed(cfg, maker, dict.fromkeys(regularization_settings(cfg, maker), 0.0))
-        control = overfit_sample(off_cfg, data, x, y, max_steps, batch, standardize=True, maker=off_maker)
+        off_cfg, off_maker = sample.off(cfg)
+        control = sample.train(off_cfg, standardize=True, maker=off_maker)
         evidence["standardized"] = {"train_acc": control["train_acc"], "steps": control["steps"]}
         if control["train_acc"] == 1.0:
             out.findings.append(Finding("cannot_overfit", "warning", "", "", evidence))
@@ -185,6 +204,18 @@ def _why_not_overfit(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: i
                                                 f"it does in {control['steps']} steps")
             return
     bad_init = any(f.code in ("init_vanishing", "init_exploding", "saturation") for f in init_findings)
+    if not _slow(cfg, run, finite, evidence, bad_init, controls, out):
+        _stalled(cfg, sample, run, finite, evidence, bad_init, controls, out)
+
+
+def _slow(cfg: Config, run: dict[str, Any], finite: list[float], evidence: dict[str, Any], bad_init: bool,
+          controls: bool, out: CheckResult) -> bool:
+    """A loss that stayed flat, or was still falling when the steps ran out: slow learning (the
+    LR, or the initialization when it looked bad). True when that is the verdict."""
+    trace, acc, step, n = run["trace"], run["train_acc"], run["steps"], evidence["samples"]
+    first = trace[0]
+    # means over 10 steps, since the sample's batches differ in loss
+    best_drop = 1 - mean(finite[-10:]) / mean(finite[:10]) if finite and first > 0 else 0.0
     if best_drop < 0.1:
         code = "cannot_overfit" if bad_init else "lr_too_low"
         out.findings.append(Finding(
@@ -192,7 +223,7 @@ def _why_not_overfit(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: i
             f"the loss stayed flat ({first:.3g} -> {min(finite):.3g}) over {step} steps on {n} examples",
             "fix the initialization first (see the init findings)" if bad_init else
             f"raise the learning rate (optim.lr={cfg.optim.lr:g} barely moves the weights)", evidence))
-        return
+        return True
     if controls and still_falling(finite):  # not stalled: even 4x the steps ran out before it could memorize
         out.findings.append(Finding(
             "cannot_overfit" if bad_init else "lr_too_low", "warning",
@@ -200,13 +231,20 @@ def _why_not_overfit(cfg: Config, data: Data, x: Tensor, y: Tensor, max_steps: i
             f"out, at {acc:.0%} training accuracy: at optim.lr={cfg.optim.lr:g} learning is slow",
             "fix the initialization first (see the init findings)" if bad_init else
             "raise the learning rate (see step 6's probe and the LR range test)", evidence | {"still_falling": True}))
-        return
-    # the loss fell, then stalled: too small a model, or something else (labels, a bug)?
-    # A clearly wider copy, trained the same way, is the control (it can memorize any labels: Zhang et al. 2017)
+        return True
+    return False
+
+
+def _stalled(cfg: Config, sample: Sample, run: dict[str, Any], finite: list[float], evidence: dict[str, Any],
+             bad_init: bool, controls: bool, out: CheckResult) -> None:
+    """The loss fell, then stalled: too small a model, or something else (labels, a bug)? A
+    clearly wider copy, trained the same way, is the control (it can memorize any labels:
+    Zhang et al. 2017)."""
+    acc, step, n, first = run["train_acc"], run["steps"], evidence["samples"], run["trace"][0]
     small = False
-    if controls and not bad_init and maker.can_widen:  # your own module instance has no wider copy
-        wider, off_maker = changed(cfg, maker, dict.fromkeys(regularization_settings(cfg, maker), 0.0))
-        big = overfit_sample(wider, data, x, y, max_steps, batch, wide=True, maker=off_maker)
+    if controls and not bad_init and sample.maker.can_widen:  # your own module instance has no wider copy
+        wider, off_maker = sample.off(cfg)
+        big = sample.train(wider, wide=True, maker=off_maker)
         evidence["wider"] = {**widened(cfg), "train_acc": big["train_acc"]}
         small = big["train_acc"] == 1.0
     bigger = ""
