@@ -53,10 +53,10 @@ END_SHARE = 0.03
 def baseline(data: str, options: dict, budget: float, out: str, recipe: str, seed: int) -> None:
     """A simple recipe, in this (fresh) process: trained for what is left of `budget` since the
     process started, then evaluated on the test split once."""
-    from coach.autopilot.session import process_started
+    from coach.pilot.session import process_started
 
     start = process_started()
-    from coach.autopilot.plan import augmentations
+    from coach.pilot.plan import augmentations
     from coach.config import make_config
     from coach.data import load_data
     from coach.evaluate import predict_proba, scores

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import coach  # noqa: E402
-from coach.search import search  # noqa: E402
+from coach.sweep import search  # noqa: E402
 
 SPACE = {"optim.lr": "loguniform(1e-5, 1.0)", "optim.weight_decay": "loguniform(1e-7, 1e-1)"}
 

@@ -353,7 +353,7 @@ class Config(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    # dotted config key -> distribution expression, e.g. {"optim.lr": "loguniform(1e-4, 1e-1)"}; see coach.search
+    # dotted config key -> distribution expression, e.g. {"optim.lr": "loguniform(1e-4, 1e-1)"}; see coach.sweep
     search: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -12,9 +12,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from coach.autopilot import autopilot
+from coach.pilot import autopilot
 from coach.babysit import CheckResult, check as check_
-from coach.search import search
+from coach.sweep import search
 from coach.train import Run, fit as fit_
 from coach.train.run import write_json
 

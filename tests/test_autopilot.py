@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from coach.autopilot import autopilot
+from coach.pilot import autopilot
 from coach.errors import UserError
 from coach.predict import predict
 from tests.conftest import chromium_page, needs_chromium
@@ -80,10 +80,10 @@ def test_decisions_are_judged_at_the_final_length(session):
 def test_decision_runs_are_complete_judged_and_resumed(tmp_path):
     """Each arm trains from scratch to the end of its own schedule at both lengths (seconds), the
     floor first; the judgement is recorded; a resumed stage trains nothing it already has."""
-    from coach.autopilot import plan as P
-    from coach.autopilot.decide import run_decisions
-    from coach.autopilot.recipe import plain_recipe
-    from coach.autopilot.session import Session
+    from coach.pilot import plan as P
+    from coach.pilot.decide import run_decisions
+    from coach.pilot.recipe import plain_recipe
+    from coach.pilot.session import Session
     from coach.data import load_data
     from coach.config import make_config
     data = load_data(make_config({"data": {"name": "digits"}}).data)
@@ -221,7 +221,7 @@ def test_end_to_end_on_an_npz_with_data_options(tmp_path):
 
 
 def test_the_plain_learning_rate_is_kept_unless_the_probe_shows_it_fails():
-    from coach.autopilot.recipe import PLAIN_LR, floor_lr
+    from coach.pilot.recipe import PLAIN_LR, floor_lr
 
     def row(lr, first, last, diverged=False):
         return {"lr": lr, "first": first, "last": last, "drops": last < 0.9 * first, "diverged": diverged}
@@ -273,7 +273,7 @@ def test_the_session_page_leads_with_pictures(session, tmp_path):
 def test_session_progress_is_a_bar_for_a_person_and_lines_in_a_log(tmp_path, capsys, monkeypatch):
     import time
 
-    from coach.autopilot import session as S
+    from coach.pilot import session as S
     s = S.Session(tmp_path / "a", budget=60)
     monkeypatch.setattr(S, "interactive", lambda: False)
     s.show_bar()
@@ -299,9 +299,9 @@ def test_on_a_gpu_the_checks_are_priced_where_they_run():
     timed on the CPU, and its steps sized by that (priced by the GPU's step, a 60 s session's checks,
     planned at 2.4 s, ran over 90 s on an H200)."""
     import coach
-    from coach.autopilot import plan as P
-    from coach.autopilot.cost import Cost
-    from coach.autopilot.pilot import check_cost
+    from coach.pilot import plan as P
+    from coach.pilot.cost import Cost
+    from coach.pilot.pilot import check_cost
     from coach.data import load_data
     from coach.train.job import prepare
     cfg = coach.make_config({"data": {"name": "digits"}, "train": {"device": "auto"}})

@@ -1,8 +1,8 @@
-"""What the autopilot predicts with, decided on validation (coach.autopilot.choose): a tie on
+"""What the autopilot predicts with, decided on validation (coach.pilot.choose): a tie on
 accuracy is broken by the loss; what the chosen weights throw away is said."""
 import torch
 
-from coach.autopilot.choose import Shortlist, early_note, tie_note
+from coach.pilot.choose import Shortlist, early_note, tie_note
 from coach.data import Split
 
 

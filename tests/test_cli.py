@@ -243,7 +243,7 @@ def test_ctrl_c_stops_a_search_and_the_cut_trial_runs_again(tmp_path):
     out, _ = p.communicate(timeout=120)
     assert p.returncode == 0 and "Traceback" not in out, out
     assert "trial 1 was cut short" in out and f"--out {sweep}" in out and "interrupted: resume with `coach" in out
-    from coach.search.engine import open_storage
+    from coach.sweep.engine import open_storage
     study = optuna.load_study(study_name="coach", storage=open_storage(None, sweep))
     cut = study.trials[0]
     assert cut.state.name == "FAIL" and cut.user_attrs["status"] == "interrupted"  # neither counted nor best

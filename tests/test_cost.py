@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from coach.autopilot import cost as C
-from coach.autopilot.session import Session, process_started
+from coach.pilot import cost as C
+from coach.pilot.session import Session, process_started
 from coach.config import make_config
 from coach.data import load_data
 from coach.train.job import prepare

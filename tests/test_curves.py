@@ -1,10 +1,10 @@
-"""Learning-curve extrapolation on synthetic curves with known ends (coach.search.curves)."""
+"""Learning-curve extrapolation on synthetic curves with known ends (coach.sweep.curves)."""
 import math
 
 import numpy as np
 import pytest
 
-from coach.search import curves as C
+from coach.sweep import curves as C
 
 
 def law(a, b, c):

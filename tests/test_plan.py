@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from coach.autopilot import plan as P
-from coach.autopilot.cost import Cost
+from coach.pilot import plan as P
+from coach.pilot.cost import Cost
 
 
 def test_epochs_needed_follow_the_data():
@@ -168,3 +168,13 @@ def test_noise_margin_is_one_standard_error():
 
 def test_ema_window_follows_run_length():
     assert P.ema_decay_for(100) == 0.9 and 0.99 < P.ema_decay_for(5000) < 0.999
+
+
+def test_a_budget_that_holds_two_trainings_trains_an_ensemble():
+    # each model needs 490 s (20 epochs of 24.5 s): 540 s hold one, 1130 s two
+    assert P.members(540.0, 490.0, 7350.0)[0] == 1
+    k, why = P.members(1130.0, 490.0, 7350.0)
+    assert k == 2 and "ensemble" in why
+    # small data: a model can use only 12 s (MAX_FINAL_EPOCHS); the time holds more, up to MAX_MEMBERS
+    assert P.members(45.0, 2.4, 12.0)[0] == P.MAX_MEMBERS
+    assert P.members(30.0, 20.0, 12.0)[0] == 2  # the cap alone asks for two

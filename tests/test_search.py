@@ -15,9 +15,9 @@ import pytest
 
 import coach
 from coach.errors import UserError
-from coach.search import narrow, parse_dim, parse_space, search
-from coach.search.engine import stage_epochs
-from coach.search.space import grid_points, quasi_random, too_few_trials
+from coach.sweep import narrow, parse_dim, parse_space, search
+from coach.sweep.engine import stage_epochs
+from coach.sweep.space import grid_points, quasi_random, too_few_trials
 from tests.conftest import chromium_plots, needs_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,7 +127,7 @@ class _Trial:
 def test_trial_guard_stops_above_three_times_the_initial_loss():
     from types import SimpleNamespace
 
-    from coach.search.engine import TrialGuard
+    from coach.sweep.engine import TrialGuard
     for losses, stops_at in (([2.0, 5.9, 4.0, 5.99], None), ([2.0, 3.0, 6.01, 1.0], 3),
                              ([2.0, float("nan")], 2), ([2.0, float("inf")], 2)):
         t, g = SimpleNamespace(stop_reason=None), TrialGuard(_Trial(), "val_acc")
@@ -164,7 +164,7 @@ def test_asha_prunes_and_none_does_not(tmp_path):
 
 
 def test_tpe_samples_with_tpe_and_prunes_with_hyperband_by_default(tmp_path):
-    from coach.search.engine import make_sampler, open_storage
+    from coach.sweep.engine import make_sampler, open_storage
     s = search(cfg(), "tpe", trials=7, sweep_dir=tmp_path / "tpe")
     assert s["strategy"] == "tpe" and s["pruner"] == "hyperband" and len(finished(s)) == 7
     study = optuna.load_study(study_name="coach", storage=open_storage(None, tmp_path / "tpe"))
@@ -263,8 +263,8 @@ def _worker(url, study, sweep):
 
 
 def _study(url, name, c, trials):
-    from coach.search.engine import Sweep
-    from coach.search.space import parse_space
+    from coach.sweep.engine import Sweep
+    from coach.sweep.space import parse_space
     from coach.train.job import prepare
     sweep = Sweep(prepare(c, load=False), Path("."), url, 1, "none", 3, None)
     return sweep.stage(name, parse_space(c.search, c), "random", trials, c.train.epochs)
@@ -305,7 +305,7 @@ def test_postgres_killed_worker_trial_is_retried(postgres, tmp_path):
 
 
 def test_postgres_without_its_extra_names_the_extra(tmp_path, monkeypatch):
-    from coach.search.engine import open_storage
+    from coach.sweep.engine import open_storage
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if `pip install coach` without [postgres]
     with pytest.raises(UserError, match=r"pip install 'coach\[postgres\]'"):
         open_storage("postgresql://u@127.0.0.1:1/x", tmp_path)

@@ -12,8 +12,8 @@ DEFAULT_BUDGET = 1200.0
 
 
 def cmd_autopilot(args: argparse.Namespace) -> int:
-    from coach.autopilot import autopilot
-    from coach.autopilot.session import SessionInterrupted, process_started
+    from coach.pilot import autopilot
+    from coach.pilot.session import SessionInterrupted, process_started
 
     if not args.data and not args.resume:
         raise UserError("--data NAME|PATH is required (or --resume DIR)")
@@ -88,7 +88,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_out(a, "the session folder (default autopilot/<time>-<data>)")
     a.add_argument("--resume", metavar="DIR", help="continue an interrupted session")
     a.add_argument("--seed", type=int, help="default 0")
-    from coach.autopilot.pilot import WITHOUT
+    from coach.pilot.pilot import WITHOUT
     a.add_argument("--without", nargs="+", action="extend", choices=WITHOUT, metavar="DECISION",
                    help=f"force a decision off, to see what it buys: {', '.join(WITHOUT)}")
     add_quiet(a)

@@ -16,8 +16,8 @@ from coach.fmt import sig
 def cmd_report(args: argparse.Namespace) -> int:
     kind = kind_of(args.dir)
     if kind == "session":
-        from coach.autopilot.page import render_session
-        from coach.autopilot.session import Session
+        from coach.pilot.page import render_session
+        from coach.pilot.session import Session
         state = read_json(Path(args.dir) / "state.json")
         print(render_session(Session(Path(args.dir), state["budget"])))
     else:

@@ -14,7 +14,7 @@ from coach.fmt import params, seconds, sig
 
 def cmd_search(args: argparse.Namespace) -> int:
     from coach.config import load_config
-    from coach.search import SearchInterrupted, search, work
+    from coach.sweep import SearchInterrupted, search, work
 
     say = speaker(args)
     if args.worker:
@@ -60,7 +60,7 @@ def resume_command(out: Path) -> str:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from coach.search import PRUNERS, STRATEGIES
+    from coach.sweep import PRUNERS, STRATEGIES
     se = sub.add_parser("search", help="hyperparameter search over the config's search: section")
     add_config_args(se)
     se.add_argument("--strategy", default="random", choices=STRATEGIES, help="default random")

@@ -9,7 +9,7 @@ from coach.report.sweep_report import render_sweep
 
 def render(path: str | Path) -> Path:
     """A run directory, a sweep directory or a `coach check --out` folder, whichever path is
-    (coach.folders.kind_of; an autopilot session's page is coach.autopilot.page's)."""
+    (coach.folders.kind_of; an autopilot session's page is coach.pilot.page's)."""
     kind = kind_of(path)
     return {"sweep": render_sweep, "check": render_check}.get(kind, render_run)(Path(path))
 

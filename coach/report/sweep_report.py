@@ -23,7 +23,7 @@ from coach.babysit.diagnose import read_jsonl  # noqa: E402
 from coach.errors import UserError  # noqa: E402
 from coach.fmt import sig  # noqa: E402
 from coach.report.page import figure_uri, img, write_page  # noqa: E402
-from coach.search.space import parse_dim, too_few_trials  # noqa: E402
+from coach.sweep.space import parse_dim, too_few_trials  # noqa: E402
 
 SORT_JS = """
 document.querySelectorAll('table.sortable th').forEach((th, i) => th.addEventListener('click', () => {

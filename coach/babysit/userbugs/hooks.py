@@ -48,6 +48,7 @@ class Evidence:
     outputs: list[dict[str, Any]] = field(default_factory=list)  # per sampled training forward
     loss_kinds: list[str] = field(default_factory=list)  # per sampled loss: what its graph shows (loss_graph)
     batch_means: list[list[float]] = field(default_factory=list)  # each step's input mean, on 4 random directions
+    batch_spreads: list[list[float]] = field(default_factory=list)  # the variance a random batch's mean would have
     losses_read: int = 0
     lrs: list[float] = field(default_factory=list)
 
@@ -125,10 +126,12 @@ class Inspector:
         if x is None or not x.is_floating_point() or x.dim() < 2 or len(x) < 2 or \
                 len(self.ev.batch_means) > self.ev.steps:
             return
-        m = x.detach().reshape(len(x), -1).float().mean(0).cpu()
-        if self._directions is None or self._directions.shape[0] != m.numel():
-            self._directions = torch.randn(m.numel(), 4, generator=torch.Generator().manual_seed(0))
-        self.ev.batch_means.append((m @ self._directions).tolist())
+        flat = x.detach().reshape(len(x), -1).float().cpu()
+        if self._directions is None or self._directions.shape[0] != flat.shape[1]:
+            self._directions = torch.randn(flat.shape[1], 4, generator=torch.Generator().manual_seed(0))
+        seen = flat @ self._directions  # (batch, 4)
+        self.ev.batch_means.append(seen.mean(0).tolist())
+        self.ev.batch_spreads.append((seen.var(0) / len(x)).tolist())  # a random batch's mean varies this much
 
     def before_step(self) -> None:
         """At optimizer.step(), the gradients in place: compare them with what backward made."""

@@ -154,20 +154,23 @@ def _schedule(ev: Evidence, epoch_steps: int | None, out: list[Finding]) -> None
 
 
 def _shuffled(ev: Evidence, losses: list[float], out: list[Finding]) -> None:
-    """Batches drawn at random are independent: neither their inputs' means nor their losses
-    (less the trend) follow each other from one step to the next. Sorted data make both do."""
-    inputs = lag_correlation(torch.tensor(ev.batch_means, dtype=torch.float64), None) \
-        if len(ev.batch_means) >= 30 else 0.0
-    swing = lag_correlation(torch.tensor([v for v in losses if math.isfinite(v)], dtype=torch.float64)[:, None])
-    if inputs > 0.3:
+    """A batch drawn at random is a sample of the data: its mean varies from batch to batch as
+    the spread within a batch, over its size, says (a ratio of about 1). Batches drawn from data
+    sorted by class are each one class: their means vary like the classes' (many times that)."""
+    if len(ev.batch_means) < 30:
+        return
+    means, spreads = torch.tensor(ev.batch_means, dtype=torch.float64), torch.tensor(ev.batch_spreads, dtype=torch.float64)
+    ratio = float((means.var(0) / spreads.mean(0).clamp_min(1e-12)).mean())
+    if ratio > 5:
+        follows = lag_correlation(means, None)
         out.append(Finding(
             "data_not_shuffled", "warning",
-            f"neighbouring batches are alike: their inputs' means follow each other from step to step "
-            f"(correlation {sig(inputs)} over {len(ev.batch_means)} steps; about 0 for batches drawn at random), "
-            f"and the loss less its trend follows itself too ({sig(swing)}): the data arrive sorted (by class, most "
-            "likely), so each stretch of training pulls the model towards one class", "shuffle every epoch: DataLoader(..., "
-                                                                     "shuffle=True) or a new torch.randperm each epoch",
-            {"input_correlation": inputs, "loss_correlation": swing, "steps": len(ev.batch_means)}))
+            f"the batches are not samples of the data: their inputs' means vary {sig(ratio)}x as much as random "
+            f"batches' would (over {len(ev.batch_means)} steps), and neighbouring batches are alike (correlation "
+            f"{sig(follows)}): the data arrive grouped (sorted by class, most likely), so each stretch of training "
+            "pulls the model towards one class", "shuffle every epoch: DataLoader(..., shuffle=True) or a new "
+                                                 "torch.randperm each epoch",
+            {"variance_ratio": ratio, "input_correlation": follows, "steps": len(ev.batch_means)}))
 
 
 def lag_correlation(series: Tensor, window: int | None = 25) -> float:

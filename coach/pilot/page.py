@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from coach.autopilot.session import Session
+from coach.pilot.session import Session
 from coach.babysit.diagnose import read_jsonl
 from coach.fmt import seconds as duration_text
 from coach.fmt import sig

@@ -43,7 +43,7 @@ from coach.data import load_data
 from coach.errors import UserError
 from coach.fmt import params, seconds, sig
 from coach.nn.maker import BUILDER
-from coach.search.space import Dim, grid_points, narrow, parse_space
+from coach.sweep.space import Dim, grid_points, narrow, parse_space
 from coach.train import Callback, fit
 from coach.train.job import Job, prepare
 from coach.train.loop import interrupt_flag
@@ -401,7 +401,7 @@ class Sweep:
     def coarse_to_fine(self, name: str, dims: list[Dim], trials: int, stages: int,
                        budget: float | None) -> list[dict[str, Any]]:
         """Stages of random search, each longer than the last, each range narrowed to the best
-        quarter of the stage before (coach.search.space.narrow)."""
+        quarter of the stage before (coach.sweep.space.narrow)."""
         cfg, start, info_all = self.job.cfg, time.time(), []
         per_stage = [trials // stages + (1 if i < trials % stages else 0) for i in range(stages)]
         current = dims

@@ -8,7 +8,7 @@ got wrong are kept (sweep/decisions.json, written after every run: an interrupte
 resumes where it was, a half-trained run from its checkpoint). The floor runs first; the
 gap its runs project to the final length orders the options (regularization first when it
 overfits). Then `plan.judge` extrapolates each option's gain over the floor to the final
-training's length (coach.search.curves) and adopts those that beat the noise.
+training's length (coach.sweep.curves) and adopts those that beat the noise.
 """
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from coach.autopilot import plan as P
-from coach.autopilot.session import Session
+from coach.pilot import plan as P
+from coach.pilot.session import Session
 from coach.config import Config, save_config
 from coach.data import Data
 from coach.evaluate import predict_proba
 from coach.fmt import seconds as duration_text, sig
 from coach.nn.maker import BUILDER, Maker
-from coach.search.engine import SearchInterrupted, TrialGuard
+from coach.sweep.engine import SearchInterrupted, TrialGuard
 from coach.train import Run, fit
 from coach.train.run import write_json
 

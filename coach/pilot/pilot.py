@@ -36,14 +36,14 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from coach.autopilot import plan as P
-from coach.autopilot.choose import choose, planned_passes, test_once
-from coach.autopilot.cost import Cost, choose_threads, ladder, measure_ladder, time_config
+from coach.pilot import plan as P
+from coach.pilot.choose import choose, planned_passes, test_once
+from coach.pilot.cost import Cost, choose_threads, ladder, measure_ladder, time_config
 from coach.train.job import Job
 from coach.train.speed import Stopwatch, plan_speed
-from coach.autopilot.recipe import data_section, floor_lr, plain_recipe
-from coach.autopilot.session import EpochLines, Session, SessionInterrupted
-from coach.autopilot.decide import planned_epochs, run_decisions
+from coach.pilot.recipe import data_section, floor_lr, plain_recipe
+from coach.pilot.session import EpochLines, Session, SessionInterrupted
+from coach.pilot.decide import planned_epochs, run_decisions
 from coach.babysit import check, diagnose_run, problems
 from coach.babysit.diagnose import chance_message, within_noise_of_chance
 from coach.config import Config, make_config, parse_duration
@@ -52,11 +52,11 @@ from coach.data.memory import as_data, in_memory
 from coach.nn.maker import BUILDER, Maker, maker_for
 from coach.errors import UserError
 from coach.fmt import seconds as duration_text, sig
-from coach.search.engine import SearchInterrupted
+from coach.sweep.engine import SearchInterrupted
 from coach.train import Run, fit
 from coach.train.loop import interrupt_flag, pick_device
 from coach.train.run import TempDir, write_json
-from coach.autopilot.result import SessionResult
+from coach.pilot.result import SessionResult
 
 CHECK_SHARE = 0.04  # of the budget, for the babysitter's checks
 # decisions that can be forced off (bench/autopilot.py's table of what each buys): the measured
@@ -229,19 +229,21 @@ def cost_stage(p: Pilot) -> None:
     target, minimum, epochs_why = p.epochs
     plain_w, sizing = floor.cfg.model.width, p.sizing
     plain = known or time_config(floor)
+    k, members_why = P.members(training, target * sizing.epoch(plain), P.MAX_FINAL_EPOCHS * sizing.epoch(plain))
+    each = training / k  # what each model of the final training gets
     costs = measure_ladder(floor, lambda c: (target if c.width >= plain_w else minimum) * sizing.epoch(c)
-                           <= training, COST_SHARE * s.budget, known=plain,
-                           up=minimum * sizing.epoch(plain) <= training,
+                           <= each, COST_SHARE * s.budget, known=plain,
+                           up=minimum * sizing.epoch(plain) <= each,
                            # your own module has one size, unless its factory takes a width
                            widths=None if p.maker.can_widen and "width" not in p.without else (plain_w,))
-    pick, size_why = P.choose_width(costs, training, target, minimum, sizing, len(data.train), plain_w)
+    pick, size_why = P.choose_width(costs, each, target, minimum, sizing, len(data.train), plain_w)
     s.record("cost", {"costs": [c.to_dict() for c in costs], "width": pick.width, "epochs": [target, minimum],
-                      "planned": COST_SHARE * s.budget, "settings": fast, "speed": speed_why,
+                      "members": k, "planned": COST_SHARE * s.budget, "settings": fast, "speed": speed_why,
                       "threads": threads, "thread_steps": timed,
                       "decision": speed_why + "; " + threads_why(threads, timed) + f"timed {len(costs)} sizes ("
                                   + ", ".join(f"width {c.width}: {sizing.epoch(c):.3g}s/epoch" for c in costs)
-                                  + f"); the final training needs {epochs_why}; chosen for the {training:.0f}s "
-                                    f"for training: {size_why}"})
+                                  + f"); the final training needs {epochs_why}; in the {training:.0f}s for "
+                                    f"training: {members_why}; chosen: {size_why}"})
 
 
 def machine_settings(floor: Job, budget: float) -> tuple[dict[str, Any], str]:
@@ -294,14 +296,15 @@ def decide_stage(p: Pilot) -> None:
     s, data, cost, base = p.s, p.data, p.cost(), p.base()
     epoch_s = p.sizing.epoch(cost)
     seconds = training_seconds(s, finish_seconds(s, cost, data, base))
-    needed = min(p.epochs[0], P.MAX_FINAL_EPOCHS) * epoch_s
+    k = s.done("cost").get("members", 1)
+    needed = k * min(p.epochs[0], P.MAX_FINAL_EPOCHS) * epoch_s
     costs = [Cost(**c) for c in s.done("cost")["costs"]]
     wider = next((c for c in sorted(costs, key=lambda c: c.width) if c.width > cost.width
                   and p.epochs[1] * p.sizing.epoch(c) <= seconds and c.params <= P.PARAMS_PER_EXAMPLE * len(data.train)),
                  None)
     options = P.options_for(data.kind, data.input_shape, base.optim.weight_decay,
                             wider.width if wider is not None else None, mirrors=min(data.input_shape[1:], default=0) >= 8)
-    plan = P.plan_decisions(len(options), seconds, needed, cost.step, P.MAX_FINAL_EPOCHS * epoch_s) \
+    plan = P.plan_decisions(len(options), seconds, needed, cost.step, k * P.MAX_FINAL_EPOCHS * epoch_s) \
         if "decisions" not in p.without else P.no_decisions(seconds, "forced off")
     info: dict[str, Any] = {"plan": plan.to_dict(), "options": [o.name for o in options], "overrides": {},
                             "planned": plan.seconds, "decision": plan.why}
@@ -335,7 +338,9 @@ def final_stage(p: Pilot) -> None:
     final_cfg = p.base().replace(**sd["overrides"])
     epoch = p.sizing.epoch(cost)
     left = s.left() - finish_seconds(s, cost, data, final_cfg)
-    k = members(training_seconds(s, finish_seconds(s, cost, data, final_cfg)), P.MAX_FINAL_EPOCHS * epoch)
+    k = min(s.done("cost").get("members", 1),
+            P.members(training_seconds(s, finish_seconds(s, cost, data, final_cfg)), p.epochs[0] * epoch,
+                      P.MAX_FINAL_EPOCHS * epoch)[0])
     short = (f"only {duration_text(max(left, 0))} were left for the final training (under one epoch, "
              f"{duration_text(epoch)}): it trained for what was left, never under 1 s; " if left < epoch else "")
     others = k - 1 + bool(sd.get("runner_up"))
@@ -354,14 +359,8 @@ def final_stage(p: Pilot) -> None:
                        "left, " + (f"EMA of the weights (decay {ema:.4g}, a window of ~10% of the run)" if ema else
                                    f"no EMA (under {P.TARGET_EPOCHS} epochs)")
                        + f"; best val acc {sig(sm['best']['value'])}"
-                       + (f"; the time was more than one model can use ({P.MAX_FINAL_EPOCHS} epochs): {k} members "
-                          "with other seeds, for an ensemble" if k > 1 else "")})
-
-
-def members(seconds: float, most: float) -> int:
-    """Models the final training trains: one, or as many as the time holds of models that each
-    get all they can use (`most` seconds), up to MAX_MEMBERS (lecture 7: an ensemble's "2% extra")."""
-    return int(min(P.MAX_MEMBERS, max(1, seconds // max(most, 1e-9))))
+                       + (f"; {k} models with other seeds, each with the epochs it needs, for an ensemble"
+                          if k > 1 else "")})
 
 
 def choose_stage(p: Pilot) -> None:
@@ -472,7 +471,7 @@ def finish(s: Session, final_dir: Path | None, data: Data, stopped: str | None =
         if result.get("failed"):
             result["stopped"] = result["failed"]
         result["model_dir"] = str(final_dir)
-    from coach.autopilot.page import render_session  # matplotlib: imported when a page is drawn
+    from coach.pilot.page import render_session  # matplotlib: imported when a page is drawn
     result["report"] = str(render_session(s))
     result["time"] = s.elapsed()
     write_json(s.out / "result.json", result)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from coach.autopilot import plan as P
+from coach.pilot import plan as P
 from coach.config import Config, make_config
 from coach.data import Data
 from coach.errors import UserError

@@ -14,7 +14,7 @@ and its prediction is a weighted sum of the measured values, which carries their
 through to the prediction (`Extrapolation.se`). With two lengths the exponent is the prior
 (PRIOR_EXPONENT, an error falling as 1/sqrt(L)); with three or more it is chosen from a grid
 by the residuals. A long extrapolation from close lengths multiplies the noise: the standard
-error says so, and the decisions built on it (coach.autopilot.decide) respect it.
+error says so, and the decisions built on it (coach.pilot.decide) respect it.
 
 Everything here is a pure function of the numbers given: tested on synthetic curves.
 """

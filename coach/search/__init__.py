@@ -1,6 +1,0 @@
-"""Hyperparameter search: random, grid, TPE and coarse-to-fine on Optuna, with a command center."""
-from coach.search.engine import PRUNERS, STRATEGIES, SearchInterrupted, open_storage, search, work
-from coach.search.space import Dim, grid_points, narrow, parse_dim, parse_space
-
-__all__ = ["PRUNERS", "STRATEGIES", "SearchInterrupted", "open_storage", "search", "work", "Dim", "grid_points", "narrow", "parse_dim",
-           "parse_space"]
