@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import coach  # noqa: E402
-from coach.pilot import ema_decay_for  # noqa: E402
+from coach.pilot.plan import ema_decay_for  # noqa: E402
 from coach.evaluate import ensemble, evaluate_runs, predict_proba, scores, transfer  # noqa: E402
 
 

@@ -61,8 +61,10 @@ def test_decisions_are_judged_at_the_final_length(session):
     st = json.loads((out / "state.json").read_text())["stages"]
     plan = st["search"]["plan"]
     if plan["arms"] == 1:  # the final needed all the time: nothing judged, and it says so
+        # (the decision runs themselves: test_decision_runs_are_complete_judged_and_resumed)
         assert "every second trains" in st["search"]["decision"] and st["search"]["overrides"] == {}
-        pytest.skip("the budget bought no decisions on this machine")
+        assert not (out / "sweep" / "decisions.json").exists() and "judgement" not in st["search"]
+        return
     sweep = json.loads((out / "sweep" / "sweep.json").read_text())
     runs = json.loads((out / "sweep" / "decisions.json").read_text())["runs"]
     # the floor first, each arm at both lengths, each run complete (its schedule decayed within it)
@@ -301,7 +303,7 @@ def test_on_a_gpu_the_checks_are_priced_where_they_run():
     import coach
     from coach.pilot import plan as P
     from coach.pilot.cost import Cost
-    from coach.pilot.pilot import check_cost
+    from coach.pilot.stages import check_cost
     from coach.data import load_data
     from coach.train.job import prepare
     cfg = coach.make_config({"data": {"name": "digits"}, "train": {"device": "auto"}})

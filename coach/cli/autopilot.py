@@ -88,7 +88,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_out(a, "the session folder (default autopilot/<time>-<data>)")
     a.add_argument("--resume", metavar="DIR", help="continue an interrupted session")
     a.add_argument("--seed", type=int, help="default 0")
-    from coach.pilot.pilot import WITHOUT
+    from coach.pilot.stages import WITHOUT
     a.add_argument("--without", nargs="+", action="extend", choices=WITHOUT, metavar="DECISION",
                    help=f"force a decision off, to see what it buys: {', '.join(WITHOUT)}")
     add_quiet(a)
