@@ -1,22 +1,23 @@
 """`coach autopilot`: the whole recipe under a time budget, with the reason for every decision.
 
-A careful practitioner following the lectures, with a stopwatch:
+A careful practitioner following the lectures, with a stopwatch (coach.pilot.stages):
 
-  1. setup    look at the data; the plain recipe for its shape is the floor (BN, Kaiming,
-              AdamW 3e-3, one-cycle sized to the time, no augmentation)
-  2. cost     the fastest CPU thread count now; a training step of each model size
-  3. size     compute-bound: the plain width for every second; otherwise the widest model
-              whose final training gets the epochs it needs
-  4. check    the babysitter's checks; stop with the reason when training cannot work; the
+  1. setup    look at the data; the lectures' recipe for its shape is the floor (batch norm,
+              Kaiming, AdamW 3e-3, one-cycle sized to the time, the standard augmentation,
+              label smoothing, EMA on long runs)
+  2. cost     the machine's speed (precision, layout, batch), the fastest CPU thread count
+              now, a training step of each model size: the widest that gets the epochs it
+              needs, then ensemble members when the width can grow no more
+  3. check    the babysitter's checks; stop with the reason when training cannot work; the
               plain LR unless the lectures' probe shows it fails
-  5. search   not when compute-bound: the plain recipe trains first, its curves are read,
-              and regularization rungs (3 trials a dimension, continuing from the best so
-              far) only when they show overfitting (`trials`)
-  6. curves   read the winner's curves
-  7. final    the winner continues for the time left, the schedule's decay fitted to it
-  8. choose   on validation: best or EMA weights, test-time views it was trained on, an
-              ensemble with the runner-up
-  9. test     the test split, once; the report
+  4. search   decisions judged at the length that counts, with the time the final does not
+              need: each option trained to the end of its own schedule at two lengths, its
+              gain over the floor extrapolated to the final length (coach.pilot.decide)
+  5. curves   read the floor's longest decision run
+  6. final    the adopted configuration from scratch for the time left (and its members)
+  7. choose   on validation: best or EMA weights, test-time views it was trained on,
+              ensembles; ties broken by the validation loss
+  8. test     the test split, once; the report
 
 Every stage is recorded in state.json with its decision, its reason and its seconds;
 `--resume` continues after the last finished stage (search and final training resume
@@ -36,23 +37,23 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from coach.pilot import plan as P
-from coach.pilot.choose import test_once
-from coach.pilot.recipe import data_section, plain_recipe
-from coach.pilot.stages import (WITHOUT, Pilot, check_stage, choose_stage, cost_stage,
-                                  curves_stage, decide_stage, final_stage, setup_stage)
-from coach.pilot.session import Session, SessionInterrupted
 from coach.babysit.diagnose import chance_message, within_noise_of_chance
 from coach.config import make_config, parse_duration
 from coach.data import Data, load_data
 from coach.data.memory import as_data, in_memory
-from coach.nn.maker import BUILDER, Maker, maker_for
 from coach.errors import UserError
 from coach.fmt import seconds as duration_text, sig
+from coach.nn.maker import BUILDER, Maker, maker_for
+from coach.pilot import plan as P
+from coach.pilot.choose import test_once
+from coach.pilot.recipe import data_section, plain_recipe
+from coach.pilot.result import SessionResult
+from coach.pilot.session import Session, SessionInterrupted
+from coach.pilot.stages import (WITHOUT, Pilot, check_stage, choose_stage, cost_stage, curves_stage, decide_stage,
+                                final_stage, setup_stage)
 from coach.sweep.engine import SearchInterrupted
 from coach.train.loop import interrupt_flag
 from coach.train.run import TempDir, write_json
-from coach.pilot.result import SessionResult
 
 @dataclass
 class Request:

@@ -11,23 +11,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-
-from coach.pilot import plan as P
-from coach.pilot.choose import choose, planned_passes
-from coach.pilot.cost import Cost, choose_threads, ladder, measure_ladder, time_config
-from coach.train.job import Job
-from coach.train.speed import Stopwatch, plan_speed
-from coach.pilot.recipe import floor_lr
-from coach.pilot.session import EpochLines, Session, SessionInterrupted
-from coach.pilot.decide import planned_epochs, run_decisions
 from coach.babysit import check, diagnose_run, problems
 from coach.config import Config
 from coach.data import Data
-from coach.nn.maker import BUILDER, Maker
 from coach.fmt import seconds as duration_text, sig
+from coach.nn.maker import BUILDER, Maker
+from coach.pilot import plan as P
+from coach.pilot.choose import choose, planned_passes
+from coach.pilot.cost import Cost, choose_threads, ladder, measure_ladder, time_config
+from coach.pilot.decide import planned_epochs, run_decisions
+from coach.pilot.recipe import floor_lr
+from coach.pilot.session import EpochLines, Session, SessionInterrupted
 from coach.train import Run, fit
+from coach.train.job import Job
 from coach.train.loop import pick_device
 from coach.train.run import write_json
+from coach.train.speed import Stopwatch, plan_speed
 
 CHECK_SHARE = 0.04  # of the budget, for the babysitter's checks
 # decisions that can be forced off (bench/autopilot.py's table of what each buys): the measured
@@ -187,8 +186,9 @@ def curves_stage(p: Pilot) -> None:
 
 
 def final_stage(p: Pilot) -> None:
-    """The adopted configuration from scratch for the time left; when that is more than one
-    model can use (MAX_FINAL_EPOCHS), more members with other seeds, for an ensemble."""
+    """The adopted configuration from scratch for the time left; when the time holds more than
+    one model of the chosen width (P.members: the width could grow no more), more members with
+    other seeds, for an ensemble."""
     s, data, cost = p.s, p.data, p.cost()
     sd = s.done("search")
     final_cfg = p.base().replace(**sd["overrides"])
