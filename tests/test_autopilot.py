@@ -107,6 +107,9 @@ def test_decision_runs_are_complete_judged_and_resumed(tmp_path):
     j = info["judgement"]
     assert [v["option"] for v in j["verdicts"]] == ["label smoothing 0.1"] and len(j["gaps"]) == 2
     assert info["overrides"] == ({"regularize.label_smoothing": 0.1} if j["adopted"] else {})
+    late = run_decisions(Session(tmp_path / "late", budget=600, quiet=True), plan, [option], floor, data, 0.1,
+                         time.time() - 1)  # no time left even for the floor's runs: nothing judged, no crash
+    assert late["tried"] == [] and "judgement" not in late and "did not finish" in late["outcome"]
     stamps = {k: (Path(r["run_dir"]) / "summary.json").stat().st_mtime for k, r in runs.items()}
     again = run_decisions(s, plan, [option], floor, data, 0.1, time.time() + 600)
     assert again["judgement"] == j and all((Path(runs[k]["run_dir"]) / "summary.json").stat().st_mtime == t

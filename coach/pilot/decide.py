@@ -114,7 +114,11 @@ def run_decisions(s: Session, plan: P.DecisionPlan, options: list[P.Option], flo
         return out
 
     base = arm("floor", {})
-    over = P.project_gap(base, plan.final, n)[2] if len(base) == len(plan.lengths) else False
+    if len(base) < len(plan.lengths):  # out of time before the floor's own runs: nothing to judge against
+        write_json(sweep / "sweep.json", command_center(state, floor, [], time.time() - start))
+        return {"overrides": {}, "tried": [], "runner_up": None, "time": time.time() - start,
+                "outcome": "the floor's runs did not finish in time: no option was judged"}
+    over = P.project_gap(base, plan.final, n)[2]
     tried = P.order_options(options, over)[:plan.arms - 1]
     results = {o.name: arm(o.name, o.overrides) for o in tried}
     judgement = P.judge(base, results, {o.name: o.group for o in options}, plan.final, n)

@@ -167,7 +167,7 @@ def decide_stage(p: Pilot) -> None:
         # the runs may overrun their plan a little (start-up, evaluation); never into what the final needs
         deadline = s.deadline() - needed - finish_seconds(s, cost, data, base)
         info.update(run_decisions(s, plan, options, base, data, epoch_s, deadline, p.maker))
-        adopted = info["judgement"]["adopted"]
+        adopted = info["judgement"]["adopted"] if "judgement" in info else []
         info["decision"] = (plan.why + ". " + info["outcome"] + ". "
                             + (f"Adopted: {', '.join(adopted)}" if adopted else "The floor stands"))
     s.record("search", info)
