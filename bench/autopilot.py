@@ -14,8 +14,8 @@ measured from outside: start-up, data loading, evaluation and report included):
                          for signals): the strongest simple baseline
                plain   no augmentation                      (10-minute rows)
                std+ls  + label smoothing 0.1                (10-minute rows)
---ablate adds, at Fashion-MNIST 10 minutes, the autopilot with each decision forced off
-(`--without`), so the table shows what each bought. Budgets scale with --scale.
+--ablate [NAME ...] adds, on the first row, the autopilot with each decision (or those named)
+forced off (`--without`), so the table shows what each bought. Budgets scale with --scale.
 """
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def baseline_run(name: str, base: Path, seed: int, budget: float, recipe: str) -
             "speed": r["speed"]}
 
 
-def row(name: str, scale: float, keep: Path | None, seeds: list[int], ablate: bool) -> list[dict]:
+def row(name: str, scale: float, keep: Path | None, seeds: list[int], ablate: list[str]) -> list[dict]:
     _, _, budget, baselines, target = ROWS[name]
     budget *= scale
     out = []
@@ -127,7 +127,7 @@ def row(name: str, scale: float, keep: Path | None, seeds: list[int], ablate: bo
             for recipe in baselines if seed == seeds[0] else baselines[:1]:  # the strongest on every seed
                 out.append(baseline_run(name, base, seed, budget, recipe))
                 print("  " + json.dumps(out[-1]), flush=True)
-        for off in ABLATE if ablate else ():
+        for off in ablate:
             out.append(autopilot_run(name, base, seeds[0], budget, [off]))
             print("  " + json.dumps(out[-1]), flush=True)
     return [dict(r, row=name, budget=budget, target=target) for r in out]
@@ -152,14 +152,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="+", choices=sorted(ROWS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
-    ap.add_argument("--ablate", action="store_true", help="also each decision forced off (the first row given)")
+    ap.add_argument("--ablate", nargs="*", choices=ABLATE, help="also the autopilot with each decision named (all "
+                                                                 "when none is named) forced off, on the first row")
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--keep", type=Path, help="keep the session and run directories here")
     args = ap.parse_args()
     names = args.only or CPU_ROWS
     rows = []
     for i, name in enumerate(names):
-        rows += row(name, args.scale, args.keep, args.seeds, args.ablate and i == 0)
+        ablate = (args.ablate or list(ABLATE)) if args.ablate is not None and i == 0 else []
+        rows += row(name, args.scale, args.keep, args.seeds, ablate)
     summary(rows)
 
 
