@@ -94,6 +94,9 @@ def test_decisions_use_only_the_time_the_final_does_not_need():
     small = P.plan_decisions(3, 100.0, 10.0, 0.001, most=20.0)
     assert small.arms == 4 and small.seconds == pytest.approx(40) and small.final == 20.0
     assert small.final / small.lengths[1] <= 3
+    # with two members the curves go to what one of them trains
+    two = P.plan_decisions(3, 100.0, 10.0, 0.001, most=40.0, members=2)
+    assert two.final <= 20.0 and two.final / two.lengths[1] <= P.MAX_EXTRAPOLATION
 
 
 def runs(errors, lengths=(10.0, 20.0), n=10_000, train=0.99, seed=0):

@@ -204,10 +204,12 @@ class DecisionPlan:
         return asdict(self)
 
 
-def plan_decisions(options: int, seconds: float, needed: float, step_seconds: float, most: float) -> DecisionPlan:
+def plan_decisions(options: int, seconds: float, needed: float, step_seconds: float, most: float,
+                   members: int = 1) -> DecisionPlan:
     """How many options can be judged, with runs of which lengths. `seconds`: all the training
-    time; `needed`: what the final training at the chosen width needs (its target epochs);
-    `most`: what it can use at all (MAX_FINAL_EPOCHS). Only the time it does not need is spent
+    time; `needed`: what the final training at the chosen width needs (its target epochs, for
+    each of its `members`); `most`: what it can use at all (MAX_FINAL_EPOCHS each). The curves
+    are extrapolated to what one member trains. Only the time it does not need is spent
     (at most DECISION_SHARE of `seconds`, or half of what it cannot use: the other half trains
     ensemble members), as complete runs of each arm
     (the floor and each option) at two lengths, the longer twice the shorter (1.5x its
@@ -217,11 +219,11 @@ def plan_decisions(options: int, seconds: float, needed: float, step_seconds: fl
     shortest = 2 * MIN_ARM_STEPS * step_seconds  # the longer run, when the shorter is MIN_ARM_STEPS
     for n in range(options, 0, -1):
         arms = n + 1
-        final = min(seconds - spare, most)
+        final = min(seconds - spare, most) / members
         longer = min(spare / (1.5 * arms), final)
         if longer >= shortest and final / max(longer, 1e-9) <= MAX_EXTRAPOLATION:
             used = 1.5 * arms * longer
-            final = min(seconds - used, most)
+            final = min(seconds - used, most) / members
             why = (f"{n} option{'s' * (n > 1)} judged against the floor: each trained to the end of its own schedule "
                    f"for {longer / 2:.0f}s and {longer:.0f}s, extrapolated to the final training's {final:.0f}s; "
                    f"{used:.0f}s ({used / max(seconds, 1e-9):.0%} of the {seconds:.0f}s for training) of time the "
@@ -233,7 +235,7 @@ def plan_decisions(options: int, seconds: float, needed: float, step_seconds: fl
               f"the {max(spare, 0):.0f}s the final training does not need would judge one option only with runs "
               f"under 1/{MAX_EXTRAPOLATION:g} of its length: such runs rank options by how fast they fit, not by "
               "where they end")
-    return no_decisions(min(seconds, most), reason)
+    return no_decisions(min(seconds, most) / members, reason)
 
 
 def no_decisions(seconds: float, reason: str) -> DecisionPlan:

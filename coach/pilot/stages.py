@@ -159,7 +159,7 @@ def decide_stage(p: Pilot) -> None:
                  None)
     options = P.options_for(data.kind, data.input_shape, base.optim.weight_decay,
                             wider.width if wider is not None else None, mirrors=min(data.input_shape[1:], default=0) >= 8)
-    plan = P.plan_decisions(len(options), seconds, needed, cost.step, k * P.MAX_FINAL_EPOCHS * epoch_s) \
+    plan = P.plan_decisions(len(options), seconds, needed, cost.step, k * P.MAX_FINAL_EPOCHS * epoch_s, k) \
         if "decisions" not in p.without else P.no_decisions(seconds, "forced off")
     info: dict[str, Any] = {"plan": plan.to_dict(), "options": [o.name for o in options], "overrides": {},
                             "planned": plan.seconds, "decision": plan.why}
