@@ -72,10 +72,20 @@ class Inspector:
         self._checked_groups = False
         self.paused = False  # while coach runs its own extra passes on the model
         self._normalizing = [(n, m) for n, m in model.named_modules() if isinstance(m, NORMALIZING)]
+        self._inputs_step = 0
         self._directions: Tensor | None = None
 
     def sampled(self, step: int) -> bool:
         return step <= FIRST or step % self.every == 0
+
+    def near(self, step: int) -> bool:
+        """A sampled step or the one before it (whose gradient a sampled step is compared with)."""
+        return self.sampled(step) or self.sampled(step + 1)
+
+    def inputs_at(self, step: int) -> bool:
+        """The steps whose batch is summarized: ten in every sampling interval (the summary is a
+        few numbers; the batches' spread needs many of them, not every one)."""
+        return step <= FIRST or step % max(1, self.every // 10) == 0
 
     # ------------------------------------------------------------------ hooks
     def attach(self) -> "Inspector":
@@ -95,6 +105,8 @@ class Inspector:
 
     def _grad_hook(self, name: str) -> Any:
         def hook(grad: Tensor) -> None:  # what this backward pass adds to the parameter's gradient
+            if not self.near(self.ev.steps + 1):
+                return
             part = _flat(grad)
             self._fresh[name] = self._fresh[name] + part if name in self._fresh else part
             if self.sampled(self.ev.steps + 1):
@@ -123,9 +135,11 @@ class Inspector:
         """Each training step's batch mean, on a few fixed random directions: with the data sorted,
         neighbouring batches come from one class and their means follow each other."""
         x = args[0] if args and isinstance(args[0], Tensor) else None
-        if x is None or not x.is_floating_point() or x.dim() < 2 or len(x) < 2 or \
-                len(self.ev.batch_means) > self.ev.steps:
+        step = self.ev.steps + 1
+        if x is None or not x.is_floating_point() or x.dim() < 2 or len(x) < 2 or not self.inputs_at(step) or \
+                self._inputs_step == step:
             return
+        self._inputs_step = step
         flat = x.detach().reshape(len(x), -1).float().cpu()
         if self._directions is None or self._directions.shape[0] != flat.shape[1]:
             self._directions = torch.randn(flat.shape[1], 4, generator=torch.Generator().manual_seed(0))
@@ -134,9 +148,20 @@ class Inspector:
         self.ev.batch_spreads.append((seen.var(0) / len(x)).tolist())  # a random batch's mean varies this much
 
     def before_step(self) -> None:
-        """At optimizer.step(), the gradients in place: compare them with what backward made."""
+        """At optimizer.step(), the gradients in place: compare them with what backward made
+        (at sampled steps, with the step before's kept; every step, the modes of the layers)."""
         step = self.ev.steps + 1
+        self._modes(step)
+        if not self.near(step):
+            self._prev = {}
+            return
         held = {n: _flat(p.grad) for n, p in self.params.items() if p.grad is not None}
+        if self.sampled(step):
+            self._accumulation(step, held)
+            self._groups()
+        self._prev = held
+
+    def _accumulation(self, step: int, held: dict[str, Tensor]) -> None:
         # optimizer.zero_grad() clears only what the optimizer holds: the others' gradients are that bug's
         mine = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
         names = [n for n in held if n in self._fresh and id(self.params[n]) in mine]
@@ -150,10 +175,6 @@ class Inspector:
                     self.ev.accumulating.append(step)
                 elif alone < 1e-3 and (plus > 1e-2 or float(q.norm()) == 0):
                     self.ev.fresh.append(step)
-        self._prev = held
-        self._modes(step)
-        if self.sampled(step):
-            self._groups()
 
     def _modes(self, step: int) -> None:
         """Dropout or batch norm in eval mode at a step: every step (a few flags), since a loop that

@@ -157,7 +157,7 @@ def _shuffled(ev: Evidence, losses: list[float], out: list[Finding]) -> None:
     """A batch drawn at random is a sample of the data: its mean varies from batch to batch as
     the spread within a batch, over its size, says (a ratio of about 1). Batches drawn from data
     sorted by class are each one class: their means vary like the classes' (many times that)."""
-    if len(ev.batch_means) < 30:
+    if len(ev.batch_means) < 20:
         return
     means, spreads = torch.tensor(ev.batch_means, dtype=torch.float64), torch.tensor(ev.batch_spreads, dtype=torch.float64)
     ratio = float((means.var(0) / spreads.mean(0).clamp_min(1e-12)).mean())
