@@ -261,8 +261,10 @@ def test_the_session_page_leads_with_pictures(session, tmp_path):
     _, out = session
     page = (out / "report.html").read_text()
     for alt in ("budget timeline", "final loss", "final accuracy", "final lr", "lr range", "val vs lr",
-                "per-class accuracy", "confusion matrix", "confident mistakes"):
+                "per-class accuracy", "confusion matrix"):
         assert f'alt="{alt}" src="data:image/png;base64,' in page, alt
+    # the mistakes are pictured, or the page says there were none (digits can reach 100% on validation)
+    assert ('alt="confident mistakes" src="data:image/png;base64,' in page) != ("No mistakes on validation" in page)
     body = page[page.index("<body>"):]
     assert body.index("test accuracy") < body.index("Where the time went") < body.index("Each decision")
     assert "<th>chosen</th>" in page and "seconds / step" in page  # decisions as tables, with their cost
@@ -271,7 +273,7 @@ def test_the_session_page_leads_with_pictures(session, tmp_path):
     assert noisy == []  # numbers for people (3 significant digits; an EMA decay keeps 4), no 0.005546722693816289
     assert not re.search(r"(src|href)=[\"']https?://", page)
     seen = chromium_page(out / "report.html", tmp_path)
-    assert seen["images"] >= 9 and seen["plots"] == seen["images"], seen
+    assert seen["images"] >= 8 and seen["plots"] == seen["images"], seen
     assert seen["width"] <= 1280 and seen["console"] == [], seen["console"]
 
 

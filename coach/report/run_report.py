@@ -197,7 +197,8 @@ def mistakes_section(path: Path, names: list[str], kind: str, which: str) -> lis
             img(plot_per_class(p["pred"], p["y"], names), "per-class accuracy"),
             img(plot_confusion(p["pred"], p["y"], names), "confusion matrix"), "</div>",
             img(plot_mistakes(p["mistake_x"], p["y"][m], p["pred"][m], p["conf"][m], names, kind),
-                "confident mistakes")]
+                "confident mistakes") if len(m) else
+            f"<p>No mistakes on validation: all {len(p['y'])} examples right.</p>"]
 
 
 def check_table(steps: dict[str, Any]) -> str:
