@@ -328,8 +328,13 @@ def test_on_a_gpu_the_checks_are_priced_where_they_run():
     assert steps == 22 < P.check_steps(share, gpu.step)["probe_steps"] == 85  # priced by the GPU: 85
     # on the CPU, the cost stage's own timings are the checks' (nothing timed again when it fits)
     timed.clear()
-    assert check_cost(job, Cost(32, 0.001, 1e-5, 1000), [], share, "cpu", measure=cpu_measure).width == 32
+    fp32 = prepare(cfg.replace(**{"train.precision": "fp32", "train.channels_last": False}), data)
+    assert check_cost(fp32, Cost(32, 0.001, 1e-5, 1000), [], share, "cpu", measure=cpu_measure).width == 32
     assert timed == []
+    # a job that trains in bf16 is priced by the fp32 NCHW step the checks take
+    bf16 = prepare(cfg.replace(**{"train.precision": "bf16", "train.channels_last": True}), data)
+    checked = check_cost(bf16, Cost(32, 0.001, 1e-5, 1000), [], share, "cpu", measure=cpu_measure)
+    assert timed == [("cpu", 32), ("cpu", 8)] and checked.width == 8
 
 
 def test_a_saturated_validation_accuracy_predicts_with_the_lowest_loss_weights(tmp_path):

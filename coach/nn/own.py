@@ -29,6 +29,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from coach.atomic import atomic_write
 from coach.config import MODELS, Config, ModelConfig, RegularizeConfig
 from coach.errors import UserError
 from coach.nn.init_report import STOCHASTIC
@@ -234,10 +235,7 @@ def export_model(model: nn.Module, example: Tensor, path: Path) -> str | None:
         program = torch.export.export(m, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
     except Exception as e:  # torch.export's many tracing errors: one line says why
         return f"{e.__class__.__name__}: {str(e).strip().splitlines()[0][:200]}"
-    tmp = path.with_name(f".tmp-{path.name}")  # torch.export wants the .pt2 suffix
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.export.save(program, str(tmp))
-    tmp.replace(path)
+    atomic_write(path, lambda f: torch.export.save(program, f))
     return None
 
 
