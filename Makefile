@@ -49,7 +49,7 @@ demo: data
 	$(PY) -m coach demo --budget 15m --out runs/demo
 
 test: data services
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15  # the slowest tests, so the suite is kept under ~10 minutes
 
 bench: $(STAMP)
 	$(PY) bench/overhead.py

@@ -134,7 +134,8 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    name: str = "fashion-mnist"
+    # None: the path decides (an .npz, a CIFAR-10 folder, IDX files, class folders), else fashion-mnist
+    name: str | None = None
     path: str | None = None  # image-folder / npz file / directory holding IDX files
     val_fraction: float = Field(0.1, gt=0, lt=1)
     # Only for sources that ship no test split (digits, image folders, npz without x_test).
@@ -154,52 +155,16 @@ class DataConfig(_Section):
     color: Literal["auto", "rgb", "gray"] = "auto"  # image-folder
     layout: Literal["auto", "vector", "signal", "image"] = "auto"  # npz: how to read x
 
-    _check_name = field_validator("name")(lambda v: DATASETS.check(v))
+    _check_name = field_validator("name")(lambda v: v if v is None else DATASETS.check(v))
 
-    @model_validator(mode="before")
-    @classmethod
-    def _source_from_path(cls, values: Any) -> Any:
-        """data.path alone says which source reads it; data.name and data.path that disagree are
-        refused (before, a path beside the default name trained Fashion-MNIST and said nothing)."""
-        if not isinstance(values, dict) or not values.get("path"):
-            return values
-        path, name = Path(str(values["path"])), values.get("name")
-        if name is None:
-            return {**values, "name": source_of_path(path)}
-        if name in ("digits", "mnist1d"):
-            raise ValueError(f"data.path={path} has no effect with data.name={name} (it reads no files); "
+    @model_validator(mode="after")
+    def _path_read(self) -> "DataConfig":
+        """A source that reads no files refuses a path (the values alone say so; which source reads
+        a path, and whether the disk agrees, the data layer decides: coach.data.sources.resolved)."""
+        if self.path and self.name in ("digits", "mnist1d"):
+            raise ValueError(f"data.path={self.path} has no effect with data.name={self.name} (it reads no files); "
                              "leave data.path out, or leave data.name out to read the path")
-        if path.exists():
-            if (path.is_file() or path.suffix == ".npz") != (name == "npz"):
-                what = "a file" if path.is_file() else "a folder"
-                raise ValueError(f"data.path={path} is {what} but data.name={name}: "
-                                 + ("npz reads an .npz file" if name == "npz" else f"{name} reads a folder")
-                                 + "; leave data.name out and the path decides")
-        return values
-
-
-IDX_NAMES = ("train-images-idx3-ubyte", "train-images-idx3-ubyte.gz")
-
-
-def source_of_path(path: Path) -> str:
-    """The data source that reads path: an .npz file, a CIFAR-10 folder, a folder of IDX
-    files (MNIST or Fashion-MNIST, which the files alone cannot tell apart) or class folders."""
-    if path.suffix == ".npz":
-        return "npz"
-    if not path.exists():
-        raise ValueError(f"data.path={path} does not exist")
-    if path.is_file():
-        raise ValueError(f"data.path={path}: a file coach cannot tell the source of; an .npz (x, y) is read "
-                         "directly, images go in a folder of class folders")
-    if (path / "cifar-10-batches-py").is_dir() or (path / "data_batch_1").exists():
-        return "cifar10"
-    idx = [n for n in ("mnist", "fashion-mnist") if any((path / n / f).exists() for f in IDX_NAMES)]
-    if len(idx) == 1:
-        return idx[0]
-    if idx or any((path / f).exists() for f in IDX_NAMES):
-        raise ValueError(f"data.path={path} holds IDX files, which MNIST and Fashion-MNIST share: "
-                         "set data.name=mnist or data.name=fashion-mnist")
-    return "image-folder"
+        return self
 
 
 class ModelConfig(_Section):
@@ -413,8 +378,6 @@ class Config(_Section):
     def replace(self, **overrides: Any) -> "Config":
         """A new config with dotted-key overrides: cfg.replace(**{'optim.lr': 0.1})."""
         tree = self.to_dict()
-        if "data.path" in overrides and "data.name" not in overrides and "name" not in self.data.model_fields_set:
-            del tree["data"]["name"]  # a default name must not outvote the path: the path decides
         for key, value in overrides.items():
             _set_dotted(tree, key, value)
         return make_config(tree)

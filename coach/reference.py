@@ -25,7 +25,8 @@ from coach.config import ACTIVATIONS, DATASETS, INITS, LOSSES, MODELS, OPTIMIZER
 # What each key does, where the field itself carries no description.
 DOC = {
     "seed": "seeds every random stream (python, numpy, torch, augmentation); runs repeat bit for bit",
-    "data.name": "the source (`coach datasets`); left out with data.path, the path decides",
+    "data.name": "the source (`coach datasets`); left out, data.path decides (coach.data.sources), "
+                 "and without a path fashion-mnist",
     "data.path": "an .npz (x, y, optionally x_test, y_test, classes), a folder of class folders (or train/ "
                  "and test/), or a folder of IDX or CIFAR files",
     "data.val_fraction": "share of the training split held out for validation (stratified)",

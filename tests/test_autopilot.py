@@ -132,6 +132,21 @@ def test_resume_continues_without_redoing(session, tmp_path):
     assert "test" in after and result["test_acc"] > 0.9
 
 
+def test_the_session_state_is_typed_and_a_foreign_one_is_refused(session, tmp_path):
+    """state.json reads back as a SessionState (what the session was started with, its clock, its
+    stages); a state.json of another shape is one clear error, not a KeyError from inside a stage."""
+    from coach.pilot.session import SessionState
+
+    _, out = session
+    st = SessionState.read(out / "state.json")
+    assert st.data == "digits" and st.seed == 0 and st.model is None and st.without == []
+    assert list(st.stages)[:3] == ["setup", "cost", "check"] and st.elapsed == st.stages["test"]["finished_at"]
+    assert json.loads((out / "state.json").read_text()) == st.to_dict()  # all of it, nothing untyped
+    (tmp_path / "state.json").write_text('{"stages": {}}')  # no budget: not a session's
+    with pytest.raises(UserError, match="not an autopilot session's state"):
+        autopilot(resume=tmp_path, quiet=True)
+
+
 def test_a_new_session_refuses_a_folder_that_holds_one(session):
     result, out = session
     with pytest.raises(UserError, match="--resume"):  # not the old session's result returned as new

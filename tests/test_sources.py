@@ -8,8 +8,8 @@ from PIL import Image
 
 from coach.config import DataConfig
 from coach.data import load_data, load_raw
-from coach.data.idx import write_idx
-from coach.data.sources import CIFAR10, IDX_FILES, extract_cifar, stratified_split
+from coach.data.idx import IDX_FILES, write_idx
+from coach.data.sources import CIFAR10, extract_cifar, stratified_split
 from coach.errors import UserError
 from tests.conftest import FASHION_DIR, needs_fashion
 
@@ -222,3 +222,30 @@ def test_limit_and_missing_path(tmp_path):
     assert len(data.train) == 100
     with pytest.raises(UserError, match="data.path"):
         load_raw(DataConfig(name="npz"))
+
+
+def test_the_data_layer_decides_which_source_reads_a_path(tmp_path):
+    """The config validates values only (a path that is not there yet is a value); which source
+    reads a path, and whether the disk agrees with a given name, coach.data.sources decides."""
+    from coach.data import resolved
+    from coach.data.resolve import source_of_path
+
+    assert DataConfig(path=str(tmp_path / "later.npz")).name is None  # the config never looks at the disk
+    assert resolved(DataConfig()).name == "fashion-mnist"
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 2), np.float32), y=np.arange(4) % 2)
+    assert resolved(DataConfig(path=str(tmp_path / "d.npz"))).name == "npz"
+    write_fake_idx(tmp_path / "idx" / "mnist")
+    assert source_of_path(tmp_path / "idx") == "mnist"
+    (tmp_path / "cifar" / "cifar-10-batches-py").mkdir(parents=True)
+    assert source_of_path(tmp_path / "cifar") == "cifar10"
+    (tmp_path / "imgs" / "cat").mkdir(parents=True)
+    assert source_of_path(tmp_path / "imgs") == "image-folder"
+    write_fake_idx(tmp_path / "bare")
+    with pytest.raises(UserError, match="MNIST and Fashion-MNIST share: set data.name=mnist"):
+        resolved(DataConfig(path=str(tmp_path / "bare")))
+    with pytest.raises(UserError, match=r"data.path=.*gone does not exist"):
+        resolved(DataConfig(path=str(tmp_path / "gone")))
+    with pytest.raises(UserError, match="is a folder but data.name=npz"):
+        resolved(DataConfig(name="npz", path=str(tmp_path / "imgs")))
+    with pytest.raises(UserError, match="is a file but data.name=image-folder"):
+        load_data(DataConfig(name="image-folder", path=str(tmp_path / "d.npz")))

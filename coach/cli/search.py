@@ -14,6 +14,7 @@ from coach.fmt import params, seconds, sig
 
 def cmd_search(args: argparse.Namespace) -> int:
     from coach.config import load_config
+    from coach.data import resolved
     from coach.sweep import SearchInterrupted, search, work
 
     say = speaker(args)
@@ -27,7 +28,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             pass  # the coordinator prints how to resume
         return EXIT_OK
     cfg = load_config(args.config, args.overrides)
-    out = Path(args.out) if args.out else Path("sweeps") / time.strftime(f"%Y%m%d-%H%M%S-{cfg.data.name}")
+    out = Path(args.out) if args.out else Path("sweeps") / time.strftime(f"%Y%m%d-%H%M%S-{resolved(cfg.data).name}")
     try:
         summary = search(cfg, strategy=args.strategy, trials=args.trials, sweep_dir=out, storage=args.storage,
                          workers=args.workers, budget=args.budget, stages=args.stages, pruner=args.pruner,

@@ -9,10 +9,11 @@ from torch import Tensor
 
 from coach.config import DataConfig
 from coach.data.preprocess import Preprocessor, fit_preprocessor
+from coach.data.resolve import resolved
 from coach.data.sources import RawData, Source, load_raw, stratified_split
 
 __all__ = ["Data", "Split", "load_data", "split_data", "load_raw", "Preprocessor", "fit_preprocessor", "RawData",
-           "Source"]
+           "Source", "resolved"]
 
 
 @dataclass
@@ -71,6 +72,7 @@ def load_data(cfg: DataConfig, seed: int | None = None) -> Data:
     """Load a source, carve a stratified validation split (data.split_seed), fit preprocessing
     on the training split only. `seed` is accepted for compatibility and not used: the split
     must not depend on the run's seed."""
+    cfg = resolved(cfg)
     return split_data(load_raw(cfg), cfg)
 
 

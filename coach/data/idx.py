@@ -15,6 +15,14 @@ import numpy as np
 from coach.atomic import atomic_write_bytes
 from coach.errors import UserError
 
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def idx_file_in(d: Path, name: str) -> bool:
+    """The IDX file `name` is in folder d, as it is or gzipped."""
+    return (d / name).exists() or (d / f"{name}.gz").exists()
+
+
 _TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 

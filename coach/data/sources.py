@@ -25,7 +25,8 @@ import numpy as np
 from coach.config import DATASETS, DataConfig
 from coach.atomic import atomic_write_bytes
 from coach.data.download import cache_dir, download
-from coach.data.idx import read_idx
+from coach.data.idx import IDX_FILES, idx_file_in, read_idx
+from coach.data.resolve import resolved
 from coach.errors import UserError
 
 Kind = Literal["image", "signal", "vector"]
@@ -122,7 +123,6 @@ def carve_test(x: np.ndarray, y: np.ndarray, fraction: float) -> tuple[np.ndarra
 
 
 # ------------------------------------------------------------------ IDX: (Fashion-)MNIST
-IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 MNIST = {
     "urls": ["https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"],
     "sha256": [
@@ -150,7 +150,7 @@ FASHION = {
 
 
 def _idx_dir_has(d: Path) -> bool:
-    return all((d / f).exists() or (d / f"{f}.gz").exists() for f in IDX_FILES)
+    return all(idx_file_in(d, f) for f in IDX_FILES)
 
 
 def _idx_candidates(name: str, spec: dict, cfg: DataConfig) -> list[Path]:
@@ -460,6 +460,7 @@ register(Source("arrays", "in memory", "from arrays", "from labels", _in_memory,
 
 
 def load_raw(cfg: DataConfig) -> RawData:
+    cfg = resolved(cfg)
     source: Source = DATASETS.get(cfg.name, "data.name")  # type: ignore[assignment]
     raw = source.load(cfg)
     check_classes(raw.y_train, raw.classes, f"{raw.where} (training split)")

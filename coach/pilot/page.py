@@ -97,14 +97,12 @@ def result_block(s: Session, st: dict[str, Any]) -> list[str]:
         cfg = st.get("setup", {}).get("config", {})
         width = st.get("cost", {}).get("width", cfg.get("model", {}).get("width"))
         rows = [["test accuracy", f"<b>{sig(st['test']['test_acc'])}</b> (evaluated once)"],
-                ["time", f"{duration_text(s.state.get('elapsed', s.elapsed()))} of a {duration_text(s.budget)} "
+                ["time", f"{duration_text(s.state.elapsed)} of a {duration_text(s.budget)} "
                          "budget"],
                 ["model", f"{html.escape(str(cfg.get('model', {}).get('name', '')))} width {width}, "
                           f"{fmt(summary.get('params', 0))} parameters, in <a href='final/report.html'>final/</a>"],
-                ["predicts with", html.escape(str(st.get("choose", {}).get("pick", "")))]]
-        plain = s.state.get("plain_recipe")
-        rows.append(["plain recipe, same time", sig(plain["test_acc"]) if plain else
-                     "not run in a session (bench/autopilot.py runs it side by side)"])
+                ["predicts with", html.escape(str(st.get("choose", {}).get("pick", "")))],
+                ["plain recipe, same time", "not run in a session (bench/autopilot.py runs it side by side)"]]
         parts.append("<table class='result'>" + "".join(f"<tr><th>{a}</th><td>{b}</td></tr>" for a, b in rows)
                      + "</table>")
     return parts
@@ -138,8 +136,8 @@ def render_session(s: Session) -> Path:
     from coach.report import render, render_run
     from coach.report.run_report import mistakes_section, plot_accuracy, plot_loss, plot_lr, plot_lr_range
 
-    st = s.state["stages"]
-    parts = [f"<h1>coach autopilot: {html.escape(str(s.state.get('data')))}</h1>", *result_block(s, st),
+    st = s.state.stages
+    parts = [f"<h1>coach autopilot: {html.escape(str(s.state.data))}</h1>", *result_block(s, st),
              "<h2>Where the time went</h2>", img(timeline(s, st), "budget timeline")]
     final = s.out / "final"
     if (final / "metrics.jsonl").exists():

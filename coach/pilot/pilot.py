@@ -26,7 +26,6 @@ that is actually left, so the session ends within the budget.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -48,7 +47,7 @@ from coach.pilot import plan as P
 from coach.pilot.choose import test_once
 from coach.pilot.recipe import data_section, plain_recipe
 from coach.pilot.result import SessionResult
-from coach.pilot.session import Session, SessionInterrupted
+from coach.pilot.session import Session, SessionInterrupted, SessionState
 from coach.pilot.stages import (WITHOUT, Pilot, check_stage, choose_stage, cost_stage, curves_stage, decide_stage,
                                 final_stage, setup_stage)
 from coach.sweep.engine import SearchInterrupted
@@ -75,14 +74,14 @@ def open_session(req: Request, out: str | Path | None, resume: str | Path | None
         out = Path(resume)
         if not (out / "state.json").exists():
             raise UserError(f"--resume {out}: not an autopilot session (no state.json)")
-        prev = json.loads((out / "state.json").read_text())
-        if prev["data"] == "arrays" and req.data != "arrays":
+        prev = SessionState.read(out / "state.json")
+        if prev.data == "arrays" and req.data != "arrays":
             raise UserError(f"--resume {out}: this session trained on data passed in memory; pass the same data again "
                             "(coach.autopilot(data=..., resume=...))")
-        if prev.get("model") and req.maker.name is None:
-            raise UserError(f"--resume {out}: this session trained your own model ({prev['model']}); pass it again "
+        if prev.model and req.maker.name is None:
+            raise UserError(f"--resume {out}: this session trained your own model ({prev.model}); pass it again "
                             "(coach.autopilot(..., model=..., resume=...))")
-        req = Request(prev["data"], prev["budget"], prev.get("data_options", {}), prev.get("seed", req.seed), req.maker)
+        req = Request(prev.data, prev.budget, prev.data_options, prev.seed, req.maker)
     if not req.data:
         raise UserError("--data NAME|PATH is required (or --resume DIR)")
     if not req.budget or not math.isfinite(req.budget) or req.budget <= 0:
@@ -96,8 +95,7 @@ def open_session(req: Request, out: str | Path | None, resume: str | Path | None
                         f"or give another --out")
     out.mkdir(parents=True, exist_ok=True)
     s = Session(out, req.budget, started, quiet=quiet)
-    s.state["data"], s.state["data_options"], s.state["seed"] = req.data, req.options, req.seed
-    s.state["model"] = req.maker.name
+    s.state.data, s.state.data_options, s.state.seed, s.state.model = req.data, req.options, req.seed, req.maker.name
     return s, req
 
 
@@ -133,7 +131,7 @@ def autopilot(data: str | Any = None, budget: float | str = 1200.0, out: str | P
     s, req = open_session(Request("arrays" if held is not None else data, budget, dict(data_options or {}), seed,
                                   maker), out, resume, started, quiet)
     if resume is None:
-        s.state["without"] = sorted(without)
+        s.state.without = sorted(without)
     threads = torch.get_num_threads()
     try:
         with interrupt_flag() as interrupted:  # Ctrl-C: the running stage stops at a step, then the session
@@ -152,7 +150,7 @@ def run_stages(s: Session, req: Request, held: Any = None) -> dict[str, Any]:
     loaded = as_data(held, make_config({"data": data_cfg}))[0] if held is not None else \
         load_data(make_config({"data": data_cfg}).data)
     maker, seed = req.maker, req.seed
-    without = frozenset(s.state.get("without", []))
+    without = frozenset(s.state.without)
     floor, why = plain_recipe(data_cfg, loaded, seed, maker, augment="augmentation" not in without)
     maker.honoured(floor)
     spe = P.steps_per_epoch(len(loaded.train), floor.train.batch_size)

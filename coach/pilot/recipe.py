@@ -6,26 +6,29 @@ from pathlib import Path
 from typing import Any
 
 from coach.pilot import plan as P
-from coach.config import Config, make_config
+from coach.config import DATASETS, Config, make_config
 from coach.data import Data
+from coach.data.resolve import NEEDS_PATH, source_of_path
 from coach.errors import UserError
 from coach.nn.maker import BUILDER, Maker
 
-KNOWN = ("fashion-mnist", "mnist", "mnist1d", "digits", "cifar10")
 PLAIN_LR = 3e-3
 
 
 def data_section(data: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The config's data section for a dataset name, an .npz or a folder, plus data.* options."""
+    """The config's data section for a dataset name, an .npz or a folder, plus data.* options
+    (which source reads a path, the data layer decides: coach.data.sources.source_of_path)."""
     options = dict(options or {})
-    if data in KNOWN:
+    by_name = [n for n in DATASETS.names() if n not in NEEDS_PATH and n != "arrays"]
+    if data in by_name:
         return {"name": data, **options}
     p = Path(data)
-    if p.suffix == ".npz" and p.is_file():
-        return {"name": "npz", "path": str(p), **options}
-    if p.is_dir():
-        return {"name": "image-folder", "path": str(p), "image_size": folder_image_size(p), **options}
-    raise UserError(f"--data {data}: not a known dataset ({', '.join(KNOWN)}), an .npz file or a folder of images")
+    if not p.exists() or (p.is_file() and p.suffix != ".npz"):
+        raise UserError(f"--data {data}: not a known dataset ({', '.join(by_name)}), an .npz file or a folder "
+                        "of images")
+    name = source_of_path(p)
+    size = {"image_size": folder_image_size(p)} if name == "image-folder" else {}
+    return {"name": name, "path": str(p), **size, **options}
 
 
 def folder_image_size(root: Path, default: int = 32, sample: int = 64) -> list[int]:

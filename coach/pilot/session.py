@@ -11,9 +11,11 @@ import math
 import os
 import threading
 import time
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
+from coach.errors import UserError
 from coach.fmt import interactive, seconds
 from coach.train.callbacks import Callback, epoch_line
 from coach.train.run import write_json
@@ -48,6 +50,32 @@ class EpochLines(Callback):
 ORDER = ("setup", "cost", "check", "search", "curves", "final", "choose", "test")
 
 
+@dataclass
+class SessionState:
+    """What state.json holds: what the session was started with (a resumed session keeps it),
+    its clock, and each finished stage's record (its decision, why, its seconds, what it made)."""
+
+    budget: float
+    data: str | None = None  # a dataset name or a path; "arrays": data passed in memory (passed again to resume)
+    data_options: dict[str, Any] = field(default_factory=dict)  # other data.* settings
+    seed: int = 0
+    model: str | None = None  # the user's model (passed again to resume); None: coach's recipe
+    without: list[str] = field(default_factory=list)  # decisions forced off
+    elapsed: float = 0.0  # seconds of the budget used when the last stage finished
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path) -> "SessionState":
+        try:
+            d = json.loads(path.read_text())
+            return cls(**{k: v for k, v in d.items() if k in {f.name for f in fields(cls)}})
+        except (ValueError, TypeError, AttributeError) as e:
+            raise UserError(f"{path}: not an autopilot session's state ({e})") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class SessionInterrupted(Exception):
     """Ctrl-C or SIGTERM: the session stopped after saving; `--resume` continues it."""
 
@@ -60,10 +88,9 @@ class Session:
                  clock: Callable[[], float] = time.time, quiet: bool = False):
         self.out, self.budget, self.clock, self.quiet = out, budget, clock, quiet
         self.state_path = out / "state.json"
-        self.state: dict[str, Any] = json.loads(self.state_path.read_text()) if self.state_path.exists() else {
-            "stages": {}, "elapsed": 0.0, "budget": budget}
+        self.state = SessionState.read(self.state_path) if self.state_path.exists() else SessionState(budget)
         # a resumed session continues the clock where the interrupted one stopped
-        self.started = (started if started is not None else clock()) - self.state["elapsed"]
+        self.started = (started if started is not None else clock()) - self.state.elapsed
         self.stage_started = self.elapsed()
         self.interrupted: threading.Event | None = None  # set by Ctrl-C (autopilot() installs it)
         self.bar: Any = None
@@ -80,7 +107,7 @@ class Session:
         return time.time() + self.left()
 
     def done(self, stage: str) -> dict[str, Any] | None:
-        return self.state["stages"].get(stage)
+        return self.state.stages.get(stage)
 
     def begin(self) -> None:
         self.stage_started = self.elapsed()
@@ -89,9 +116,9 @@ class Session:
         now = self.elapsed()
         info["finished_at"] = now
         info.setdefault("seconds", now - self.stage_started)
-        self.state["stages"][stage] = info
-        self.state["elapsed"] = now
-        write_json(self.state_path, self.state)
+        self.state.stages[stage] = info
+        self.state.elapsed = now
+        write_json(self.state_path, self.state.to_dict())
         self.say(f"{stage}: {info.get('decision', '')}")
         self.stage_started = now
         if self.interrupted is not None and self.interrupted.is_set():
@@ -100,7 +127,7 @@ class Session:
 
     def stage(self) -> str:
         """The stage running now: the first not yet recorded."""
-        return next((name for name in ORDER if name not in self.state["stages"]), "report")
+        return next((name for name in ORDER if name not in self.state.stages), "report")
 
     def say(self, line: str) -> None:
         """A progress line: above the session bar in a terminal or notebook, plain in a log."""

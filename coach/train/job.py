@@ -19,7 +19,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from coach.config import Config
-from coach.data import Data, load_data
+from coach.data import Data, load_data, resolved
 from coach.data.memory import as_data, caller_order, in_memory
 from coach.errors import UserError
 from coach.nn.maker import BUILDER, Maker, maker_for
@@ -81,5 +81,9 @@ def prepare(config: Config | nn.Module | Any = None, data: Data | Any = None, mo
     if held:  # arrays, tensors, a Dataset or DataLoader: the same checks, split and preprocessing as a file
         given = caller_order(data)
         data, cfg = as_data(data, cfg)
+    elif cfg.data.name is None:  # the data layer decides which source reads data.path
+        cfg = cfg.replace(**{"data.name": resolved(cfg.data).name})
+    else:
+        resolved(cfg.data)  # a name and a path that disagree: refused here, before any folder is made
     job = Job(cfg, data, maker, held or maker.name is not None, prebuilt, given)
     return job.loaded() if load else job

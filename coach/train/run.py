@@ -33,6 +33,7 @@ from torch import nn
 
 from coach.config import Config, load_config
 from coach.atomic import atomic_write_bytes
+from coach.data import resolved
 from coach.data.preprocess import Preprocessor, input_stats, scale_mismatch
 from coach.errors import UserError
 from coach.folders import kind_of
@@ -44,7 +45,7 @@ from coach.train.predict import Choice, Predictor
 
 def default_run_dir(cfg: Config, root: str | Path = "runs") -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(root) / f"{stamp}-{cfg.data.name}-{cfg.model.name}"
+    base = Path(root) / f"{stamp}-{resolved(cfg.data).name}-{cfg.model.name}"
     path, i = base, 1
     while path.exists():
         path, i = Path(f"{base}-{i}"), i + 1
