@@ -160,7 +160,7 @@ class DataConfig(_Section):
     @model_validator(mode="after")
     def _path_read(self) -> "DataConfig":
         """A source that reads no files refuses a path (the values alone say so; which source reads
-        a path, and whether the disk agrees, the data layer decides: coach.data.sources.resolved)."""
+        a path, and whether the disk agrees, the data layer decides: coach.data.resolve)."""
         if self.path and self.name in ("digits", "mnist1d"):
             raise ValueError(f"data.path={self.path} has no effect with data.name={self.name} (it reads no files); "
                              "leave data.path out, or leave data.name out to read the path")
