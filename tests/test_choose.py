@@ -17,7 +17,7 @@ def probs(correct_conf, n=4):
 
 
 def test_a_tie_on_accuracy_goes_to_the_lower_validation_loss():
-    short = Shortlist(Data([0, 0, 0, 0]), eval_example=1e-3, seconds=10.0)
+    short = Shortlist(Data([0, 0, 0, 0]), per_example=1e-3, seconds=10.0)
     short.add("best weights", probs(0.6), 1, {"weights": "best"})
     short.add("EMA weights", probs(0.99), 1, {"weights": "ema"})  # as accurate (1.0), far surer
     short.add("EMA + TTA", probs(0.9), 2, {"weights": "ema", "tta": "flip"})
@@ -32,7 +32,7 @@ def test_a_tie_on_accuracy_goes_to_the_lower_validation_loss():
 
 
 def test_candidates_are_tried_only_while_they_fit_the_seconds():
-    short = Shortlist(Data([0] * 100), eval_example=0.01, seconds=2.5)  # 1 s a view of the split
+    short = Shortlist(Data([0] * 100), per_example=0.01, seconds=2.5)  # 1 s a view of the split
     assert short.affords(2) and not short.affords(3)
     short.add("one", probs(0.7, 100), 2, {})
     assert not short.affords(1) and short.spent == 2.0

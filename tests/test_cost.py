@@ -42,6 +42,24 @@ def test_a_step_costs_what_the_clock_says(digits):
         __import__("coach").build_model(cfg.model, data.input_shape, 10, cfg.regularize, data.preprocess)))
 
 
+def test_the_end_of_a_session_is_priced_as_prediction_runs(digits, tmp_path):
+    """choose and the test predict on the CPU in fp32 NCHW (coach.train.predict), not as the trainer
+    validates (bf16 channels-last here, or a GPU): their reserve is priced by a prediction pass.
+    Priced by validation, a 10-minute session's choose and test took 44 s of the 27 kept."""
+    from coach.pilot.stages import REPORT_SECONDS, finish_seconds
+
+    cfg, data = digits
+    fast = cfg.replace(**{"train.precision": "bf16", "train.channels_last": True})
+    c = C.time_config(prepare(fast, data), Stopwatch(3, 1, timer=FakeTimer(0.5)))
+    assert c.predict_example == pytest.approx(0.5 / min(128, len(data.val)))  # a batch of eval_batch_size("cpu")
+    s = Session(tmp_path, budget=1000.0, quiet=True)
+    validated = C.Cost(8, 0.01, 1e-4, 1)  # an older session's cost: only the validation price
+    predicted = C.Cost(8, 0.01, 1e-4, 1, predict_example=3e-4)
+    passes = lambda cost: finish_seconds(s, cost, data, cfg) - 0.005 * 1000 - REPORT_SECONDS  # noqa: E731
+    assert passes(predicted) == pytest.approx(3 * passes(validated)) and passes(validated) > 0
+    assert validated.predict == 1e-4 and predicted.predict == 3e-4
+
+
 def test_the_ladder_stops_at_the_first_unaffordable_size(digits):
     cfg, data = digits
     watch = Stopwatch(timer=FakeTimer(0.01))

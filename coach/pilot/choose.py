@@ -62,15 +62,16 @@ def better(row: dict[str, Any]) -> tuple[float, float]:
 
 class Shortlist:
     """The candidates tried so far, each with its validation scores, and the seconds they cost
-    (forward passes over the validation split, priced at eval_example seconds per example)."""
+    (forward passes over the validation split, priced at per_example seconds an example, as
+    prediction runs them: Cost.predict)."""
 
-    def __init__(self, data: Data, eval_example: float, seconds: float):
-        self.data, self.eval_example, self.seconds = data, eval_example, seconds
+    def __init__(self, data: Data, per_example: float, seconds: float):
+        self.data, self.per_example, self.seconds = data, per_example, seconds
         self.rows: list[dict[str, Any]] = []
         self.spent = 0.0
 
     def price(self, views_: int, extra: float = 0.0) -> float:
-        return views_ * len(self.data.val) * self.eval_example + extra
+        return views_ * len(self.data.val) * self.per_example + extra
 
     def affords(self, views_: int, extra: float = 0.0) -> bool:
         return self.spent + self.price(views_, extra) <= self.seconds
@@ -84,7 +85,7 @@ class Shortlist:
         return max(self.rows, key=better)  # full ties: the first, i.e. the cheapest
 
 
-def choose(final_dir: Path, data: Data, eval_example: float, seconds: float,
+def choose(final_dir: Path, data: Data, per_example: float, seconds: float,
            others: list[tuple[str, list[Path]]] | None = None, predictions_to: Path | None = None,
            template: torch.nn.Module | None = None, views: bool = True) -> dict[str, Any]:
     """Try the candidates on validation, cheapest first, while they fit `seconds`: the best or
@@ -94,8 +95,8 @@ def choose(final_dir: Path, data: Data, eval_example: float, seconds: float,
     no test-time views among the candidates. predictions_to: where the chosen candidate's
     validation predictions go (for the page)."""
     cfg = Run.open(final_dir).config
-    pad, bn = view_pad(cfg), min(len(data.train), BN_EXAMPLES) * eval_example
-    short = Shortlist(data, eval_example, seconds)
+    pad, bn = view_pad(cfg), min(len(data.train), BN_EXAMPLES) * per_example
+    short = Shortlist(data, per_example, seconds)
     models = {"best": load_weights(final_dir, "best", data, template)}
     short.add("best weights", predict_proba(models["best"], data.val.x, pad=pad), 1,
               {"weights": "best", "tta": "none", "ensemble": []})

@@ -227,8 +227,8 @@ def choose_stage(p: Pilot) -> None:
     others = ([(f"the final's {len(dirs)} other member{'s' * (len(dirs) > 1)}", dirs)] if dirs else []) + \
         ([("the decisions' runner-up", [Path(runner_up)])] if runner_up else [])
     seconds = max(s.left() - REPORT_SECONDS - planned_passes(final_cfg, data, True, len(dirs) + bool(runner_up))[1]
-                  * cost.eval_example, 0.0)
-    info = choose(s.out / "final", data, cost.eval_example, seconds, others, s.out / "val-predictions.npz",
+                  * cost.predict, 0.0)
+    info = choose(s.out / "final", data, cost.predict, seconds, others, s.out / "val-predictions.npz",
                   p.maker.net(final_cfg, data.input_shape, data.num_classes) if p.maker else None,
                   views="tta" not in p.without)
     judgement = sd.get("judgement")
@@ -280,7 +280,7 @@ def finish_seconds(s: Session, cost: Cost | None, data: Data, cfg: Config | None
     passes = 0.0
     if cost is not None and cfg is not None:
         val, test = planned_passes(cfg, data, ema, others)
-        passes = (val + test) * cost.eval_example
+        passes = (val + test) * cost.predict
     return min(0.005 * s.budget + REPORT_SECONDS + passes, 0.12 * s.budget + REPORT_SECONDS)
 
 
