@@ -28,7 +28,7 @@ def within_budget(result, budget):
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     out = tmp_path_factory.mktemp("ap") / "digits"
-    return autopilot("digits", budget=45, out=out, quiet=True), out
+    return autopilot("digits", budget=35, out=out, quiet=True), out
 
 
 def test_end_to_end_on_digits(session):
@@ -40,7 +40,7 @@ def test_end_to_end_on_digits(session):
     assert times == sorted(times) and all(st[s]["decision"] for s in STAGES)  # every decision has its reason
     assert all(st[s]["seconds"] >= 0 for s in STAGES)  # and what it cost
     assert result["test_acc"] > 0.9 and Path(result["model_dir"], "weights", "chosen.safetensors").exists()
-    assert within_budget(result, 45)
+    assert within_budget(result, 35)
     # the lectures' recipe is the floor: batch norm and the standard augmentation (1-px crops on 8x8
     # digits), no mirrors until evidence allows them
     setup = st["setup"]["config"]
@@ -219,11 +219,11 @@ def _image_folder(root: Path) -> None:
 
 def test_end_to_end_on_an_image_folder(tmp_path):
     _image_folder(tmp_path / "shapes")
-    result = autopilot(str(tmp_path / "shapes"), budget=25, out=tmp_path / "ap", quiet=True)
+    result = autopilot(str(tmp_path / "shapes"), budget=15, out=tmp_path / "ap", quiet=True)
     state = json.loads((tmp_path / "ap" / "state.json").read_text())
     assert state["stages"]["setup"]["data"]["kind"] == "image" and "2-D convnet" in state["stages"]["setup"]["decision"]
     assert result["test_acc"] > 0.6 and (tmp_path / "ap" / "report.html").exists()
-    assert within_budget(result, 25)
+    assert within_budget(result, 15)
     rows = predict(tmp_path / "ap", tmp_path / "shapes" / "vertical")
     assert len(rows) == 40 and sum(r["class"] == "vertical" for r in rows) >= 20
 
@@ -232,12 +232,12 @@ def test_end_to_end_on_an_npz_with_data_options(tmp_path):
     from sklearn.datasets import load_digits
     d = load_digits()
     np.savez(tmp_path / "digits.npz", x=(d.images / 16.0).reshape(len(d.images), -1), y=d.target)
-    result = autopilot(str(tmp_path / "digits.npz"), budget=20, out=tmp_path / "ap", quiet=True,
+    result = autopilot(str(tmp_path / "digits.npz"), budget=12, out=tmp_path / "ap", quiet=True,
                        data_options={"val_fraction": 0.2})
     state = json.loads((tmp_path / "ap" / "state.json").read_text())
     assert state["stages"]["setup"]["data"]["kind"] == "vector" and "MLP" in state["stages"]["setup"]["decision"]
     assert state["stages"]["setup"]["config"]["data"]["val_fraction"] == 0.2
-    assert result["test_acc"] > 0.85 and within_budget(result, 20)
+    assert result["test_acc"] > 0.85 and within_budget(result, 12)
 
 
 def test_the_plain_learning_rate_is_kept_unless_the_probe_shows_it_fails():
