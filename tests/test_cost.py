@@ -45,7 +45,7 @@ def test_a_step_costs_what_the_clock_says(digits):
 def test_the_end_of_a_session_is_priced_as_prediction_runs(digits, tmp_path):
     """choose and the test predict on the CPU in fp32 NCHW (coach.train.predict), not as the trainer
     validates (bf16 channels-last here, or a GPU): their reserve is priced by a prediction pass.
-    Priced by validation, a 10-minute session's choose and test took 44 s of the 27 kept."""
+    Priced by validation, a 10-minute session's choose and test took 44 s where 28 were left."""
     from coach.pilot.stages import REPORT_SECONDS, finish_seconds
 
     cfg, data = digits
