@@ -129,19 +129,25 @@ def test_sigterm_checkpoints_and_exits_0(tmp_path):
 
 
 def test_a_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path):
-    p = _popen("train", "--set", *LONG, "--run-dir", str(tmp_path / "r"))
-    _wait_for_metrics(tmp_path / "r", p)
-    p.send_signal(signal.SIGINT)  # the first: stop at the next step, checkpoint, then write the report
-    seen = []
-    for line in p.stdout:
-        seen.append(line)
-        if line.startswith("interrupted: resume with"):
+    # the second signal must land while the report is written (a second or less): a report that beat
+    # it (exit 0, "report:" printed) is a lost race, not a bug; three tries, one must land
+    for attempt in range(3):
+        run = tmp_path / f"r{attempt}"
+        p = _popen("train", "--set", *LONG, "--run-dir", str(run))
+        _wait_for_metrics(run, p)
+        p.send_signal(signal.SIGINT)  # the first: stop at the next step, checkpoint, then write the report
+        seen = []
+        for line in p.stdout:
+            seen.append(line)
+            if line.startswith("interrupted: resume with"):
+                break
+        p.send_signal(signal.SIGINT)  # the second, while the report is being written: out at once
+        out, _ = p.communicate(timeout=60)
+        if not (p.returncode == 0 and "report:" in out):
             break
-    p.send_signal(signal.SIGINT)  # the second, while the report is being written: out at once
-    out, _ = p.communicate(timeout=60)
     assert p.returncode == 130 and "coach: aborted" in out and "Traceback" not in out, "".join(seen) + out
     assert "report:" not in out and "status: interrupted" in "".join(seen)
-    assert json.loads((tmp_path / "r/summary.json").read_text())["status"] == "interrupted"  # kept by the first
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"  # kept by the first
 
 
 def test_a_model_at_chance_fails_loudly(tmp_path):
