@@ -17,7 +17,7 @@ PLAIN_LR = 3e-3
 
 def data_section(data: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The config's data section for a dataset name, an .npz or a folder, plus data.* options
-    (which source reads a path, the data layer decides: coach.data.sources.source_of_path)."""
+    (which source reads a path, the data layer decides: coach.data.resolve.source_of_path)."""
     options = dict(options or {})
     by_name = [n for n in DATASETS.names() if n not in NEEDS_PATH and n != "arrays"]
     if data in by_name:
