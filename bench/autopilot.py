@@ -16,6 +16,8 @@ measured from outside: start-up, data loading, evaluation and report included):
                std+ls  + label smoothing 0.1                (10-minute rows)
 --ablate [NAME ...] adds, on the first row, the autopilot with each decision (or those named)
 forced off (`--without`), so the table shows what each bought. Budgets scale with --scale.
+--busy runs everything with another process holding a core (a busy loop), as a shared machine
+does: the budget must still be kept, and the wall column says whether it was.
 """
 from __future__ import annotations
 
@@ -156,12 +158,20 @@ def main() -> None:
                                                                  "when none is named) forced off, on the first row")
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--keep", type=Path, help="keep the session and run directories here")
+    ap.add_argument("--busy", action="store_true", help="another process holds a core throughout")
     args = ap.parse_args()
     names = args.only or CPU_ROWS
     rows = []
-    for i, name in enumerate(names):
-        ablate = (args.ablate or list(ABLATE)) if args.ablate is not None and i == 0 else []
-        rows += row(name, args.scale, args.keep, args.seeds, ablate)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    try:
+        for i, name in enumerate(names):
+            ablate = (args.ablate or list(ABLATE)) if args.ablate is not None and i == 0 else []
+            rows += row(name, args.scale, args.keep, args.seeds, ablate)
+    finally:
+        if hog is not None:
+            hog.kill()
+    if args.busy:
+        print("\n(another process held a core throughout)")
     summary(rows)
 
 

@@ -1,11 +1,30 @@
 import os
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
+# One thread per process, here and in the commands the tests start, unless the caller says
+# otherwise: the tests' models are small (a second thread gains them nothing here), and on shared
+# CI cores a second thread waits for a busy one at every operation (a test took 2.8x longer
+# there than here). coach's own choice of threads is tested on planted timings (test_cost).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 import coach  # noqa: F401  (fills the registries)
+
+
+def side_by_side(*commands, timeout=300, **kw):
+    """Independent commands run at once (one thread each: the suite's two cores), returned as
+    finished processes in the order given."""
+    import subprocess
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+             for cmd in commands]
+    done = []
+    for cmd, p in zip(commands, procs):
+        out, err = p.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess(cmd, p.returncode, out, err))
+    return done
 
 
 @pytest.fixture(autouse=True)

@@ -359,7 +359,7 @@ def test_a_saturated_validation_accuracy_predicts_with_the_lowest_loss_weights(t
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 900)
     x = rng.normal(0, 1, (900, 2)) + 6.0 * np.eye(3)[y][:, :2] - 6.0 * (y == 2)[:, None]  # three far blobs
-    result = autopilot((x.astype(np.float32), y), budget=20, out=tmp_path / "ap", quiet=True)
+    result = autopilot((x.astype(np.float32), y), budget=12, out=tmp_path / "ap", quiet=True)
     st = json.loads((tmp_path / "ap" / "state.json").read_text())["stages"]
     evals = [json.loads(ln) for ln in (tmp_path / "ap" / "final" / "metrics.jsonl").read_text().splitlines()
              if '"eval"' in ln]

@@ -10,6 +10,7 @@ import torch
 
 import coach
 from coach.babysit import check, diagnose_run, problems
+from tests.conftest import side_by_side
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {"data": {"name": "digits"}, "model": {"name": "mlp", "width": 64, "depth": 1},
@@ -112,20 +113,18 @@ def test_divergence_in_training(tmp_path):
 
 def test_cli_check_json_and_exit_codes():
     base = ["data.name=digits", "model.name=mlp", "model.width=32", "optim.lr=0.01", "train.batch_size=64"]
-    p = subprocess.run([sys.executable, "-m", "coach", "check", "--json", "--probe-steps", "30", "--set", *base,
-                        "data.preprocess=none"], cwd=ROOT, capture_output=True, text=True)
+    coach_check = [sys.executable, "-m", "coach", "check"]
+    p, text, refused = side_by_side(coach_check + ["--json", "--probe-steps", "30", "--set", *base, "data.preprocess=none"],
+                                    coach_check + ["--probe-steps", "30", "--set", *base, "data.preprocess=none"],
+                                    coach_check + ["--set", "model.init=nope"], cwd=ROOT)
     assert p.returncode == 1, p.stderr
     found = json.loads(p.stdout)
     assert any(f["code"] == "data_not_normalized" and f["evidence"] and f["advice"] for f in found)
     assert len({f["code"] for f in found}) == len(found)  # one finding per code
-    p = subprocess.run([sys.executable, "-m", "coach", "check", "--probe-steps", "30", "--set", *base,
-                        "data.preprocess=none"], cwd=ROOT, capture_output=True, text=True)
-    lines = p.stdout.splitlines()
+    lines = text.stdout.splitlines()
     findings = lines[next(i for i, ln in enumerate(lines) if ln.startswith("6. ")) + 1:]  # after the step lines
     assert findings[0].startswith("fix first: data_not_normalized: ") and findings[-1] == "problems found"
-    p = subprocess.run([sys.executable, "-m", "coach", "check", "--set", "model.init=nope"], cwd=ROOT,
-                       capture_output=True, text=True)
-    assert p.returncode == 2 and "model.init" in p.stderr
+    assert refused.returncode == 2 and "model.init" in refused.stderr
 
 
 def _image_folder(root):

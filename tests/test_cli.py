@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 import coach
+from tests.conftest import side_by_side
 from coach.cli import demo_folder
 
 
@@ -39,6 +41,12 @@ def coach_cli(*args, timeout=300):
                           timeout=timeout)
 
 
+def coach_clis(*commands, timeout=300):
+    """Independent `coach` commands side by side, as finished processes."""
+    return side_by_side(*[[sys.executable, "-m", "coach", *args] for args in commands], timeout=timeout, cwd=ROOT,
+                        env=ENV)
+
+
 @pytest.fixture(scope="module")
 def ema_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli") / "run"
@@ -51,13 +59,12 @@ def test_evaluate_split_test_scores_the_test_split(ema_run):
     from coach.train import evaluate_model
     data = coach.load_data(ema_run.config.data, ema_run.config.seed)
     best = ema_run.load_model("best")
-    for split, part in (("test", data.test), ("val", data.val)):
-        p = coach_cli("evaluate", str(ema_run.dir), "--split", split)
-        assert p.returncode == 0 and f"(split: {split})" in p.stdout, p.stderr
+    *done, p = coach_clis(*[("evaluate", str(ema_run.dir), "--split", split) for split in ("test", "val", "train")])
+    for (split, part), q in zip((("test", data.test), ("val", data.val)), done):
+        assert q.returncode == 0 and f"(split: {split})" in q.stdout, q.stderr
         rows = json.loads((ema_run.dir / f"evaluation-{split}.json").read_text())["rows"]
         assert rows[0]["acc"] == pytest.approx(evaluate_model(best, part)["acc"])
     assert len(data.test) != len(data.val)  # so the two splits cannot be mistaken for each other
-    p = coach_cli("evaluate", str(ema_run.dir), "--split", "train")
     assert p.returncode == 2 and "--split: invalid choice: 'train' (choose from 'val', 'test')" in p.stderr
 
 
@@ -66,8 +73,11 @@ def test_predict_uses_the_weights_asked_for(ema_run, tmp_path):
     x = data.val.x[:64]
     np.savez(tmp_path / "x.npz", x=x.numpy())
     probs = {}
-    for w in ("ema", "final", "best"):
-        p = coach_cli("predict", str(ema_run.dir), str(tmp_path / "x.npz"), "--weights", w, "--json")
+    *done, p = coach_clis(*[("predict", str(ema_run.dir), str(tmp_path / "x.npz"), "--weights", w, "--json")
+                            for w in ("ema", "final", "best")],
+                          ("predict", str(ema_run.dir), str(tmp_path / "x.npz"), "--weights", "swa"))
+    assert p.returncode == 2 and "--weights: invalid choice: 'swa' (choose from 'best', 'final', 'ema')" in p.stderr
+    for w, p in zip(("ema", "final", "best"), done):
         assert p.returncode == 0, p.stderr
         rows = json.loads(p.stdout)
         model = ema_run.load_model(w).eval()
@@ -77,8 +87,6 @@ def test_predict_uses_the_weights_asked_for(ema_run, tmp_path):
         assert [r["probability"] for r in rows] == pytest.approx(expected.max(1).values.tolist(), abs=1e-5)
         probs[w] = [r["probability"] for r in rows]
     assert probs["ema"] != probs["final"]  # different weights, different answers
-    p = coach_cli("predict", str(ema_run.dir), str(tmp_path / "x.npz"), "--weights", "swa")
-    assert p.returncode == 2 and "--weights: invalid choice: 'swa' (choose from 'best', 'final', 'ema')" in p.stderr
     (ema_run.dir / "weights" / "ema.safetensors").rename(tmp_path / "ema.safetensors")
     try:
         p = coach_cli("predict", str(ema_run.dir), str(tmp_path / "x.npz"), "--weights", "ema")
@@ -129,31 +137,28 @@ def test_sigterm_checkpoints_and_exits_0(tmp_path):
 
 
 def test_a_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path):
-    # the second signal must land while the report is written (a second or less): a report that beat
-    # it (exit 0, "report:" printed) is a lost race, not a bug; three tries, one must land
-    for attempt in range(3):
-        run = tmp_path / f"r{attempt}"
-        p = _popen("train", "--set", *LONG, "--run-dir", str(run))
-        _wait_for_metrics(run, p)
-        p.send_signal(signal.SIGINT)  # the first: stop at the next step, checkpoint, then write the report
-        seen = []
-        for line in p.stdout:
-            seen.append(line)
-            if line.startswith("interrupted: resume with"):
-                break
-        p.send_signal(signal.SIGINT)  # the second, while the report is being written: out at once
-        out, _ = p.communicate(timeout=60)
-        if not (p.returncode == 0 and "report:" in out):
-            break
-    assert p.returncode == 130 and "coach: aborted" in out and "Traceback" not in out, "".join(seen) + out
-    assert "report:" not in out and "status: interrupted" in "".join(seen)
-    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"  # kept by the first
+    # the second signal is sent as soon as the first has been honoured (summary.json says
+    # "interrupted"), while the report is still to be written: it must cut that short
+    run = tmp_path / "r"
+    p = _popen("train", "--set", *LONG, "--run-dir", str(run))
+    _wait_for_metrics(run, p)
+    p.send_signal(signal.SIGINT)  # the first: stop at the next step, checkpoint, summary, then the report
+    summary = run / "summary.json"
+    while p.poll() is None and not (summary.exists() and '"interrupted"' in summary.read_text()):
+        time.sleep(0.002)
+    p.send_signal(signal.SIGINT)  # the second: out at once
+    out, _ = p.communicate(timeout=60)
+    assert p.returncode == 130 and "coach: aborted" in out and "Traceback" not in out, out
+    assert "report:" not in out
+    assert json.loads(summary.read_text())["status"] == "interrupted"  # kept by the first
 
 
 def test_a_model_at_chance_fails_loudly(tmp_path):
     # one epoch of ~10 Adam steps at 1e-3: validation accuracy stays within noise of 1/10
-    p = coach_cli("train", "--set", "data.name=digits", "model.name=mlp", "train.epochs=1", "train.progress=false",
-                  "--out", str(tmp_path / "r"))
+    p, ok = coach_clis(("train", "--set", "data.name=digits", "model.name=mlp", "train.epochs=1",
+                        "train.progress=false", "--out", str(tmp_path / "r")),
+                       ("train", "--set", "data.name=digits", "model.name=mlp", "train.epochs=3", "optim.lr=0.01",
+                        "train.progress=false", "--out", str(tmp_path / "ok")))
     assert p.returncode == 3, p.stdout + p.stderr
     last = p.stderr.strip().splitlines()[-1]
     assert last.startswith("coach: failed: the final model is no better than chance: validation accuracy")
@@ -161,24 +166,24 @@ def test_a_model_at_chance_fails_loudly(tmp_path):
     body = page[page.index("<body>"):]
     assert body.index("This model learned nothing usable") < body.index("<h2>Findings</h2>")
     assert "at_chance" in page
-    # the same recipe trained long enough is not flagged
-    p = coach_cli("train", "--set", "data.name=digits", "model.name=mlp", "train.epochs=3", "optim.lr=0.01",
-                  "train.progress=false", "--out", str(tmp_path / "ok"))
-    assert p.returncode == 0 and "failed" not in p.stderr
+    assert ok.returncode == 0 and "failed" not in ok.stderr  # the same recipe trained long enough is not flagged
 
 
 def test_output_when_piped_is_lines_and_quiet_is_the_result(tmp_path):
-    p = coach_cli("train", "--set", *SMALL[:-2], "optim.lr=0.01", "train.epochs=3", "--out", str(tmp_path / "r"))
+    piped, quiet, check = coach_clis(
+        ("train", "--set", *SMALL[:-2], "optim.lr=0.01", "train.epochs=3", "--out", str(tmp_path / "r")),
+        ("train", "--set", *SMALL[:-2], "optim.lr=0.01", "train.epochs=3", "--quiet", "--out", str(tmp_path / "q")),
+        ("check", "--set", *SMALL, "--probe-steps", "10"))
+    p = piped
     assert p.returncode == 0, p.stderr
     epochs = [ln for ln in p.stdout.splitlines() if ln.startswith("epoch ")]
     assert len(epochs) == 3 and epochs[-1].startswith("epoch 3/3  train loss")  # one line per epoch
     assert "\r" not in p.stdout + p.stderr  # no bar redrawn into a log
     assert all(len(tok) <= 8 for ln in epochs for tok in ln.split())  # numbers for people, not 0.12345678901
-    p = coach_cli("train", "--set", *SMALL[:-2], "optim.lr=0.01", "train.epochs=3", "--quiet",
-                  "--out", str(tmp_path / "q"))
+    p = quiet
     assert p.returncode == 0 and not any(ln.startswith("epoch ") for ln in p.stdout.splitlines())
     assert p.stdout.splitlines()[0].startswith("run: ") and "report: " in p.stdout
-    p = coach_cli("check", "--set", *SMALL, "--probe-steps", "10")
+    p = check
     lines = p.stdout.splitlines()
     assert [ln[:2] for ln in lines[:6]] == ["1.", "2.", "3.", "4.", "5.", "6."], p.stdout  # each step as it ends
     assert "\r" not in p.stdout + p.stderr
@@ -196,22 +201,23 @@ def test_durations_take_units_and_refuse_bare_numbers(tmp_path):
 
 
 def test_one_vocabulary_out_and_any_folder(tmp_path, capsys):
-    p = coach_cli("check", "--set", *SMALL, "--probe-steps", "10", "--out", str(tmp_path / "c"))
+    (tmp_path / "x").mkdir()
+    p, nothing, version = coach_clis(("check", "--set", *SMALL, "--probe-steps", "10", "--out", str(tmp_path / "c")),
+                                     ("report", str(tmp_path / "x")), ("--version",))
     assert p.returncode in (0, 1) and (tmp_path / "c" / "report.html").exists(), p.stderr
-    p = coach_cli("report", str(tmp_path / "c"))  # a check result is a coach folder too
+    assert nothing.returncode == 2 and "not a coach folder" in nothing.stderr
+    assert version.stdout.strip() == f"coach {coach.__version__}"
+    p, held = coach_clis(("report", str(tmp_path / "c")),  # a check result is a coach folder too
+                         ("evaluate", str(tmp_path / "c")))
+    assert held.returncode == 2 and "a check folder holds no model" in held.stderr
     assert p.returncode == 0 and p.stdout.strip() == str(tmp_path / "c" / "report.html")
     page = (tmp_path / "c" / "report.html").read_text()
     assert "<h2>Findings</h2>" in page and 'alt="lr range" src="data:image/png;base64,' in page
-    p = coach_cli("report", str(tmp_path))
-    assert p.returncode == 2 and "not a coach folder" in p.stderr
-    p = coach_cli("evaluate", str(tmp_path / "c"))
-    assert p.returncode == 2 and "a check folder holds no model" in p.stderr
     from coach.cli import build_parser
     for command in ("train", "search", "transfer", "check", "autopilot"):
         with pytest.raises(SystemExit):
             build_parser().parse_args([command, "--help"])
         assert "--out DIR" in capsys.readouterr().out, command
-    assert coach_cli("--version").stdout.strip() == f"coach {coach.__version__}"
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args(["search", "--strategy", "bayes"])
     assert e.value.code == 2 and "invalid choice: 'bayes' (choose from 'random', 'grid', 'tpe', 'coarse-to-fine')" \
@@ -222,19 +228,21 @@ def test_data_path_alone_decides_the_source(tmp_path):
     rng = np.random.default_rng(0)
     y = np.arange(3000) % 3
     np.savez(tmp_path / "d.npz", x=(rng.normal(size=(3000, 4)) + 2 * y[:, None]).astype(np.float32), y=y)
-    p = coach_cli("train", "--set", f"data.path={tmp_path / 'd.npz'}", "model.name=mlp", "train.epochs=2",
-                  "optim.lr=0.01", "--out", str(tmp_path / "r"))
+    p, refused = coach_clis(("train", "--set", f"data.path={tmp_path / 'd.npz'}", "model.name=mlp", "train.epochs=2",
+                             "optim.lr=0.01", "--out", str(tmp_path / "r")),
+                            ("train", "--set", f"data.path={tmp_path / 'd.npz'}", "data.name=mnist",
+                             "--out", str(tmp_path / "x")))
     assert p.returncode == 0, p.stderr
     cfg = coach.Run.open(tmp_path / "r").config
     assert cfg.data.name == "npz" and coach.Run.open(tmp_path / "r").spec["num_classes"] == 3
-    p = coach_cli("train", "--set", f"data.path={tmp_path / 'd.npz'}", "data.name=mnist", "--out", str(tmp_path / "x"))
+    p = refused
     assert p.returncode == 2 and "is a file but data.name=mnist" in p.stderr
 
 
 SEARCH = """
 data: {name: digits}
 model: {name: mlp, width: 32, norm: none}
-train: {batch_size: 16, epochs: 40, log_every: 1}
+train: {batch_size: 16, epochs: 15, log_every: 1}
 search: {optim.lr: "loguniform(1e-3, 1e-1)"}
 """
 

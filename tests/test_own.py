@@ -150,7 +150,7 @@ def test_a_factory_honours_dropout_it_takes():
 
 
 def test_autopilot_with_a_factory_on_arrays(tmp_path):
-    result = coach.autopilot((X, Y), model=conv, budget=15, quiet=True)
+    result = coach.autopilot((X, Y), model=conv, budget=12, quiet=True)
     assert result["test_acc"] > 0.9, result
     final = Run.open(result["model_dir"])
     assert final.config.model.name == "module" and final.spec["module"] == "Sequential"

@@ -18,7 +18,7 @@ from coach.errors import UserError
 from coach.sweep import narrow, parse_dim, parse_space, search
 from coach.sweep.engine import stage_epochs
 from coach.sweep.space import grid_points, quasi_random, too_few_trials
-from tests.conftest import chromium_plots, needs_chromium
+from tests.conftest import chromium_plots, needs_chromium, side_by_side
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -213,15 +213,15 @@ def test_journal_with_two_worker_processes(tmp_path):
 def test_cli_search_and_errors(tmp_path):
     import yaml
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(BASE))
-    p = subprocess.run([sys.executable, "-m", "coach", "search", str(tmp_path / "c.yaml"), "--trials", "2",
-                        "--sweep-dir", str(tmp_path / "sw")], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    search = [sys.executable, "-m", "coach", "search", str(tmp_path / "c.yaml")]
+    p, storage, space = side_by_side(
+        search + ["--trials", "2", "--sweep-dir", str(tmp_path / "sw")],
+        search + ["--storage", "postgresql://nobody@127.0.0.1:1/none", "--sweep-dir", str(tmp_path / "x")],
+        search + ["--set", "search={optim.lr: 'loguniform(-1, 1)'}"], cwd=ROOT, env=ENV)
     assert p.returncode == 0 and "command center:" in p.stdout, p.stderr
-    p = subprocess.run([sys.executable, "-m", "coach", "search", str(tmp_path / "c.yaml"), "--storage",
-                        "postgresql://nobody@127.0.0.1:1/none", "--sweep-dir", str(tmp_path / "x")], cwd=ROOT,
-                       env=ENV, capture_output=True, text=True, timeout=60)
+    p = storage
     assert p.returncode == 2 and "--storage" in p.stderr and "Traceback" not in p.stderr
-    p = subprocess.run([sys.executable, "-m", "coach", "search", str(tmp_path / "c.yaml"), "--set",
-                        "search={optim.lr: 'loguniform(-1, 1)'}"], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    p = space
     assert p.returncode == 2 and "low > 0" in p.stderr
 
 

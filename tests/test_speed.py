@@ -45,6 +45,35 @@ def planned(cfg, cost, total_steps=10_000, budget=None):
         S.step_seconds = saved
 
 
+def test_a_stalling_step_counts_in_the_mean_over_a_long_enough_window():
+    """Threads that wait on a busy core stall one step in a few by ~100x: a median of a few
+    steps hides that, the mean over a window of `min_seconds` counts it."""
+    net = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    stalls = itertools.cycle([0.001, 0.001, 0.001, 0.1])  # every fourth step stalls
+
+    class Stalling:
+        t, calls = 0.0, 0
+
+        def __call__(self):
+            self.calls += 1
+            if self.calls % 2 == 0:
+                self.t += next(stalls)
+            return self.t
+
+    def batches():
+        while True:
+            yield torch.randn(8, 4), torch.randint(0, 2, (8,))
+
+    loss = torch.nn.functional.cross_entropy
+    clock = Stalling()
+    assert S.step_seconds(net, opt, loss, batches(), watch=S.Stopwatch(3, 0, timer=clock)) == 0.001
+    clock = Stalling()
+    seconds = S.step_seconds(net, opt, loss, batches(), watch=S.Stopwatch(3, 0, timer=clock, min_seconds=1.0,
+                                                                           mean=True))
+    assert clock.calls // 2 >= 36 and seconds == pytest.approx((3 * 0.001 + 0.1) / 4, rel=0.1)  # 1 s of steps
+
+
 def test_the_fastest_variant_is_chosen_and_noise_keeps_fp32(monkeypatch):
     monkeypatch.setattr(S, "native_bf16", lambda d: True)
     cfg = coach.make_config(CONV)

@@ -191,8 +191,8 @@ IMAGE = ["data.name=digits", "model.name=convnet", "model.width=4", "model.block
 @pytest.mark.parametrize("settings, kill_at", [(SLOW + ["train.max_steps=600"], 250), (IMAGE, 200)],
                          ids=["mlp-dropout-noise", "image-ema-mixup-cutmix-crops-snapshots"])
 def test_kill_9_and_resume_is_bit_identical(tmp_path, settings, kill_at):
+    # the reference runs beside the victim (one thread each: the suite's two cores)
     ref = _coach("train", "--set", *settings, "--run-dir", str(tmp_path / "ref"))
-    assert ref.wait() == 0, ref.stdout.read()
     victim = _coach("train", "--set", *settings, "--run-dir", str(tmp_path / "v"))
     _wait_for_step(tmp_path / "v", kill_at, victim)
     victim.send_signal(signal.SIGKILL)
@@ -202,6 +202,7 @@ def test_kill_9_and_resume_is_bit_identical(tmp_path, settings, kill_at):
         f.write('{"type": "step", "st')  # a kill can land in the middle of a line's write
     resumed = _coach("train", "--resume", str(tmp_path / "v"))
     assert resumed.wait() == 0, resumed.stdout.read()
+    assert ref.wait() == 0, ref.stdout.read()
     files = [p.relative_to(tmp_path / "ref") for p in (tmp_path / "ref").rglob("*.safetensors")]
     files += [p.relative_to(tmp_path / "ref") for p in (tmp_path / "ref/checkpoints/snapshots").glob("*.pt")]
     if "train.ema=0.99" in settings:
@@ -247,8 +248,7 @@ def test_sigint_checkpoints_and_exits_0(tmp_path):
 def test_ddp_two_gloo_processes_match_one(tmp_path, norm):
     common = ["data.name=digits", "model.name=mlp", "model.width=16", "train.epochs=1", *norm,
               "train.batch_size=64", "train.progress=false", "optim.name=sgd", "optim.lr=0.1"]
-    single = _coach("train", "--set", *common, "--run-dir", str(tmp_path / "one"))
-    assert single.wait() == 0, single.stdout.read()
+    single = _coach("train", "--set", *common, "--run-dir", str(tmp_path / "one"))  # beside the two
     import socket
     with socket.socket() as sock:  # a free loopback port for the rendezvous
         sock.bind(("127.0.0.1", 0))
@@ -258,6 +258,7 @@ def test_ddp_two_gloo_processes_match_one(tmp_path, norm):
                           "--run-dir", str(tmp_path / "two")], cwd=ROOT, env=ENV, capture_output=True, text=True,
                          timeout=300)
     assert ddp.returncode == 0, ddp.stdout + ddp.stderr
+    assert single.wait() == 0, single.stdout.read()
     s = json.loads((tmp_path / "two/summary.json").read_text())
     assert s["world_size"] == 2
     a = load_file(str(tmp_path / "one/weights/final.safetensors"))

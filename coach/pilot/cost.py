@@ -118,12 +118,18 @@ def predict_seconds(model: torch.nn.Module, x: torch.Tensor, timer: Callable[[],
 
 
 def choose_threads(job: Job, measure: Callable[[Job], Cost] | None = None,
-                   watch: Stopwatch = Stopwatch(10)) -> tuple[int, dict[int, float], Cost | None]:
+                   watch: Stopwatch = Stopwatch(10, min_seconds=0.2, mean=True)
+                   ) -> tuple[int, dict[int, float], Cost | None]:
     """The number of CPU threads that trains fastest now, and cfg's cost at it. With another
     process holding a core, torch's threads wait on each other at every operation (a 2-thread
-    step measured 1.7x slower than a 1-thread one on 2 busy cores); on an idle machine more
-    threads win. Halves the thread count while that is over 10% faster (looked at twice, steps
-    are noisy); sets the winner. On a GPU: unchanged, nothing timed."""
+    step measured 1.7x slower than a 1-thread one on 2 busy cores, and now and then 60x: a
+    12 s session's checks took 66 s); on an idle machine more threads win on a large enough
+    model. So more threads must earn their place: the count is halved unless the larger one is
+    over 10% faster (looked at twice, steps are noisy); sets the winner. A small model that
+    gains nothing from a second thread keeps one, and is safe when the machine gets busy
+    later. Each count is timed for 0.2 s at least, as the mean step: a few milliseconds' median
+    measured 2 threads faster on a busy machine, whose checks then took 25 s of a 12 s budget.
+    On a GPU: unchanged, nothing timed."""
     if pick_device(job.cfg.train.device).type != "cpu":
         return torch.get_num_threads(), {}, None
     measure = measure or (lambda j: time_config(j, watch))
@@ -142,10 +148,10 @@ def choose_threads(job: Job, measure: Callable[[Job], Cost] | None = None,
     while best > 1:
         k = best // 2
         step_at(k)
-        if costs[k].step < 0.9 * costs[best].step:  # a second look at both before believing it
+        if costs[best].step < 0.9 * costs[k].step:  # a second look at both before believing it
             step_at(best)
             step_at(k)
-        if costs[k].step > 0.9 * costs[best].step:
+        if costs[best].step < 0.9 * costs[k].step:
             break
         best = k
     torch.set_num_threads(best)

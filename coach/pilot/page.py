@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from coach.pilot.session import Session
 from coach.babysit.diagnose import read_jsonl
@@ -18,6 +19,27 @@ STAGES = (("setup", "1. Data and the plain recipe (the floor)"), ("cost", "2-3. 
           ("check", "4. Babysitter checks"), ("search", "5. Decisions, judged at the length that counts"),
           ("curves", "6. Reading the floor's curves"), ("final", "7. Final training"),
           ("choose", "8. What helps (validation split)"), ("test", "9. Test set (once)"))
+
+
+# a session's pages (its own, the final run's, the sweep's) drew as long as this many loss plots:
+# 24 figures, 2.4 s, where one loss plot took 0.066 s (digits as an .npz, 2-core CPU, 2026-12-07);
+# an image session adds its mistakes' pictures
+PAGE_IN_LOSS_PLOTS = 40
+
+
+def price_pages(started: float, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds the session's pages will take to draw on this machine now, from `started` (on
+    `clock`, taken before this module's import): a loss plot drawn twice, the first paying for
+    matplotlib's import and its font cache, the rest of the pages priced at the second. The end
+    of a session is planned with it, so a slow or busy machine keeps more of its budget for the
+    pages (a fixed allowance of 3.5 s overran a 12 s budget on a slower CI machine)."""
+    from coach.report.run_report import plot_loss
+
+    steps = [{"type": "step", "step": i, "loss": 2.0 / (1 + i / 50), "lr": 1e-3} for i in range(400)]
+    plot_loss(steps)
+    first = clock()
+    plot_loss(steps)
+    return (first - started) + (PAGE_IN_LOSS_PLOTS - 1) * (clock() - first)
 
 
 def fmt(v: Any) -> str:

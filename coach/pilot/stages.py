@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -34,7 +35,8 @@ CHECK_SHARE = 0.04  # of the budget, for the babysitter's checks
 # runs, EMA in the final training, test-time views
 WITHOUT = ("speed", "augmentation", "width", "decisions", "ema", "tta")
 COST_SHARE = 0.03  # at most, for timing the model sizes
-REPORT_SECONDS = 3.5  # rendering the pages in a fresh process (matplotlib import, the run and sweep plots): 1-3 s measured
+REPORT_SECONDS = 3.5  # the pages (matplotlib's import, the session's, the final run's and the sweep's plots) until
+# the cost stage has priced them on this machine (coach.pilot.page.price_pages): 1-3 s measured here
 
 
 @dataclass
@@ -81,6 +83,10 @@ def cost_stage(p: Pilot) -> None:
         {"train.precision": "fp32", "train.channels_last": False}, "fp32, NCHW, batch 128 (speed forced off)")
     floor = p.job(p.floor.replace(**fast))
     threads, timed, known = choose_threads(floor)
+    started = time.perf_counter()
+    from coach.pilot.page import price_pages  # matplotlib's import is part of the pages' price
+
+    pages = price_pages(started)
     training = training_seconds(s, reserve=finish_seconds(s, None, data)) - CHECK_SHARE * s.budget
     target, minimum, epochs_why = p.epochs
     plain_w, sizing = floor.cfg.model.width, p.sizing
@@ -94,11 +100,12 @@ def cost_stage(p: Pilot) -> None:
     k, members_why = P.members(training, target * sizing.epoch(pick), P.MAX_FINAL_EPOCHS * sizing.epoch(pick))
     s.record("cost", {"costs": [c.to_dict() for c in costs], "width": pick.width, "epochs": [target, minimum],
                       "members": k, "planned": COST_SHARE * s.budget, "settings": fast, "speed": speed_why,
-                      "threads": threads, "thread_steps": timed,
+                      "threads": threads, "thread_steps": timed, "pages": pages,
                       "decision": speed_why + "; " + threads_why(threads, timed) + f"timed {len(costs)} sizes ("
                                   + ", ".join(f"width {c.width}: {sizing.epoch(c):.3g}s/epoch" for c in costs)
                                   + f"); the final training needs {epochs_why}; chosen for the {training:.0f}s "
-                                    f"for training: {size_why}; {members_why}"})
+                                    f"for training: {size_why}; {members_why}; the pages priced at "
+                                    f"{pages:.1f}s (a plot timed)"})
 
 
 def machine_settings(floor: Job, budget: float) -> tuple[dict[str, Any], str]:
@@ -226,7 +233,7 @@ def choose_stage(p: Pilot) -> None:
     runner_up, dirs = sd.get("runner_up"), [Path(d) for d in s.done("final").get("members", [])][1:]
     others = ([(f"the final's {len(dirs)} other member{'s' * (len(dirs) > 1)}", dirs)] if dirs else []) + \
         ([("the decisions' runner-up", [Path(runner_up)])] if runner_up else [])
-    seconds = max(s.left() - REPORT_SECONDS - planned_passes(final_cfg, data, True, len(dirs) + bool(runner_up))[1]
+    seconds = max(s.left() - page_seconds(s) - planned_passes(final_cfg, data, True, len(dirs) + bool(runner_up))[1]
                   * cost.predict, 0.0)
     info = choose(s.out / "final", data, cost.predict, seconds, others, s.out / "val-predictions.npz",
                   p.maker.net(final_cfg, data.input_shape, data.num_classes) if p.maker else None,
@@ -281,7 +288,13 @@ def finish_seconds(s: Session, cost: Cost | None, data: Data, cfg: Config | None
     if cost is not None and cfg is not None:
         val, test = planned_passes(cfg, data, ema, others)
         passes = (val + test) * cost.predict
-    return min(0.005 * s.budget + REPORT_SECONDS + passes, 0.12 * s.budget + REPORT_SECONDS)
+    pages = page_seconds(s)
+    return min(0.005 * s.budget + pages + passes, 0.12 * s.budget + pages)
+
+
+def page_seconds(s: Session) -> float:
+    """The pages' price: as the cost stage measured it on this machine, else the allowance."""
+    return (s.done("cost") or {}).get("pages", REPORT_SECONDS)
 
 
 def train_final(p: Pilot, cfg: Config, final_dir: Path, others: int, share: float = 1.0) -> Run:

@@ -76,11 +76,16 @@ def sync(device: torch.device) -> None:
 @dataclass(frozen=True)
 class Stopwatch:
     """How a price is measured: `steps` timed steps after `warmup` untimed ones, fewer (at least
-    3) when they would take over `max_seconds`, read on `timer` (a fake one in tests)."""
+    3) when they would take over `max_seconds`, more while the timed ones have taken under
+    `min_seconds`, read on `timer` (a fake one in tests). The median step, or with `mean` the
+    mean: the throughput over the window, stalls included (threads that wait for a busy core
+    stall some steps 100x, which a median of a few milliseconds hides)."""
     steps: int = 5
     warmup: int = 2
     max_seconds: float = 1.0
     timer: Callable[[], float] = time.perf_counter
+    min_seconds: float = 0.0
+    mean: bool = False
 
 
 def step_seconds(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: Callable[[Tensor, Tensor], Tensor],
@@ -93,8 +98,9 @@ def step_seconds(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: Callable
     model.train()
     times: list[float] = []
     steps, warmup, timer = watch.steps, watch.warmup, watch.timer
-    total = warmup + steps
-    while len(times) < total:
+    total, most = warmup + steps, warmup + 100 * steps
+    while len(times) < total or (sum(times[warmup:]) < min(watch.min_seconds, watch.max_seconds)
+                                 and len(times) < most):
         x, y = next(batches)
         sync(device)
         t0 = timer()
@@ -108,7 +114,7 @@ def step_seconds(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: Callable
         times.append(timer() - t0)
         if len(times) == warmup + 1 and times[-1] * steps > watch.max_seconds:
             total = warmup + max(3, int(watch.max_seconds / max(times[-1], 1e-9)))
-    return statistics.median(times[warmup:])
+    return (statistics.mean if watch.mean else statistics.median)(times[warmup:])
 
 
 @dataclass(frozen=True)
