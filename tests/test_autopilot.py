@@ -372,3 +372,31 @@ def test_a_saturated_validation_accuracy_predicts_with_the_lowest_loss_weights(t
     pick = next(r for r in rows if r["name"] == st["choose"]["pick"])
     assert pick["acc"] == top and pick["loss"] == min(r["loss"] for r in rows if r["acc"] == top)
     assert result["test_acc"] == 1.0
+
+
+def test_the_final_trains_for_its_time_when_its_epochs_were_priced_too_high(tmp_path):
+    """The final's schedule is fitted to the pace it measures, but never past its epochs: those
+    must be a cap above the cost model's estimate, not the estimate. A width timed at 41.7 s an
+    epoch ran at 25.7 s, and a 15-minute session ended 3.4 minutes early. Here the cost stage
+    prices a step 6x what it takes: the final still trains past the epochs that price affords."""
+    from coach.config import make_config
+    from coach.data import load_data
+    from coach.pilot import plan as P
+    from coach.pilot.cost import Cost
+    from coach.pilot.decide import planned_epochs
+    from coach.pilot.session import Session
+    from coach.pilot.stages import Pilot, finish_seconds, train_final, training_seconds
+
+    cfg = make_config({"data": {"name": "digits"}, "model": {"name": "mlp", "width": 32},
+                       "train": {"progress": False, "batch_size": 64}, "optim": {"lr": 3e-3}})
+    data = load_data(cfg.data)
+    s = Session(tmp_path, budget=12.0, quiet=True)
+    spe = P.steps_per_epoch(len(data.train), 64)
+    true_step = 0.002  # an MLP of width 32 on digits steps in ~1 ms here
+    priced = Cost(32, 6 * true_step, 6e-5, 0, 6e-5)
+    s.record("cost", {"costs": [priced.to_dict()], "width": 32, "settings": {}, "pages": 0.5})
+    p = Pilot(s, data, cfg, "", P.Sizing(spe, len(data.val)), (10, 2, ""))
+    seconds = training_seconds(s, finish_seconds(s, priced, data, cfg, ema=False, others=0))
+    expected = planned_epochs(seconds, p.sizing.epoch(priced))
+    run = train_final(p, cfg, tmp_path / "final", others=0)
+    assert run.summary["status"] == "completed" and run.summary["epochs"] > expected, (run.summary["epochs"], expected)

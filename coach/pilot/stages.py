@@ -35,6 +35,7 @@ CHECK_SHARE = 0.04  # of the budget, for the babysitter's checks
 # runs, EMA in the final training, test-time views
 WITHOUT = ("speed", "augmentation", "width", "decisions", "ema", "tta")
 COST_SHARE = 0.03  # at most, for timing the model sizes
+FINAL_HORIZON_SLACK = 2  # the final's epochs cap: this many times what the cost model expects it to get
 REPORT_SECONDS = 3.5  # the pages (matplotlib's import, the session's, the final run's and the sweep's plots) until
 # the cost stage has priced them on this machine (coach.pilot.page.price_pages): 1-3 s measured here
 
@@ -312,9 +313,12 @@ def train_final(p: Pilot, cfg: Config, final_dir: Path, others: int, share: floa
     long = "ema" not in p.without and share * training_seconds(s, finish_seconds(s, cost, data, cfg)) \
         >= P.TARGET_EPOCHS * sizing.epoch(cost)
     seconds = share * training_seconds(s, finish_seconds(s, cost, data, cfg, ema=long, others=others))
-    epochs = min(P.MAX_FINAL_EPOCHS, planned_epochs(seconds, sizing.epoch(cost)))
-    ema = P.ema_decay_for(epochs * sizing.steps_per_epoch) if long else None
-    cfg = cfg.replace(**{"train.epochs": epochs, "train.ema": ema,
+    expected = min(P.MAX_FINAL_EPOCHS, planned_epochs(seconds, sizing.epoch(cost)))
+    ema = P.ema_decay_for(expected * sizing.steps_per_epoch) if long else None
+    # the horizon is the time: fit_to_budget fits the schedule to the pace the run measures, but
+    # never past its epochs, so they are a cap well above the cost model's estimate (a width whose
+    # epoch was timed at 41.7 s ran at 25.7 s, and a 15-minute session ended 3.4 minutes early)
+    cfg = cfg.replace(**{"train.epochs": min(P.MAX_FINAL_EPOCHS, FINAL_HORIZON_SLACK * expected), "train.ema": ema,
                          # the run keeps its closing validation's time itself; 1% for saving and exporting
                          "train.time_budget": 0.99 * seconds,
                          "train.fit_to_budget": True, "train.monitor_every": 50,
