@@ -16,6 +16,7 @@ measured from outside: start-up, data loading, evaluation and report included):
                std+ls  + label smoothing 0.1                (10-minute rows)
 --ablate [NAME ...] adds, on the first row, the autopilot with each decision (or those named)
 forced off (`--without`), so the table shows what each bought. Budgets scale with --scale.
+--baselines std runs only the named baselines (the others were measured once: plain and std+ls).
 --busy runs everything with another process holding a core (a busy loop), as a shared machine
 does: the budget must still be kept, and the wall column says whether it was.
 """
@@ -117,8 +118,10 @@ def baseline_run(name: str, base: Path, seed: int, budget: float, recipe: str) -
             "speed": r["speed"]}
 
 
-def row(name: str, scale: float, keep: Path | None, seeds: list[int], ablate: list[str]) -> list[dict]:
+def row(name: str, scale: float, keep: Path | None, seeds: list[int], ablate: list[str],
+        only_baselines: list[str] | None = None) -> list[dict]:
     _, _, budget, baselines, target = ROWS[name]
+    baselines = [b for b in baselines if only_baselines is None or b in only_baselines]
     budget *= scale
     out = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -159,6 +162,8 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--keep", type=Path, help="keep the session and run directories here")
     ap.add_argument("--busy", action="store_true", help="another process holds a core throughout")
+    ap.add_argument("--baselines", nargs="*", choices=["std", "plain", "std+ls"],
+                    help="only these of each row's baselines (none: the autopilot alone)")
     args = ap.parse_args()
     names = args.only or CPU_ROWS
     rows = []
@@ -166,7 +171,7 @@ def main() -> None:
     try:
         for i, name in enumerate(names):
             ablate = (args.ablate or list(ABLATE)) if args.ablate is not None and i == 0 else []
-            rows += row(name, args.scale, args.keep, args.seeds, ablate)
+            rows += row(name, args.scale, args.keep, args.seeds, ablate, args.baselines)
     finally:
         if hog is not None:
             hog.kill()
