@@ -2,7 +2,7 @@
 accuracy is broken by the loss; what the chosen weights throw away is said."""
 import torch
 
-from coach.pilot.choose import Shortlist, early_note, tie_note
+from coach.pilot.choose import Shortlist, early_note, gap, tie_note, weights_row
 from coach.data import Split
 
 
@@ -41,3 +41,31 @@ def test_candidates_are_tried_only_while_they_fit_the_seconds():
 def test_weights_that_throw_away_most_of_the_training_say_why():
     assert "step 30 of 100 (30% of the training)" in early_note({"best": {"step": 30}, "steps": 100})
     assert early_note({"best": {"step": 80}, "steps": 100}) == ""
+
+
+class Sign(torch.nn.Module):
+    """Class 0 when the input's first value is positive: right on the unmoved images below and
+    wrong on every view moved by a pixel, so views change the accuracy and one view does not."""
+
+    def forward(self, x):
+        s = x.flatten(1)[:, 0:1]
+        return torch.cat([s, -s], 1) * 10
+
+
+def test_the_gap_is_the_chosen_weights_through_one_view_as_the_projection_measured_it():
+    x = torch.zeros(6, 1, 4, 4)
+    x[:, 0, 0, 0] = 1.0  # the first pixel on: class 0 through the identity view only
+    y = torch.zeros(6, dtype=torch.long)
+
+    class D:
+        train = Split(x, y)
+        val = Split(x[:3], y[:3])
+    rows = [{"name": "best weights", "acc": 0.75, "choice": {"weights": "best", "tta": "none", "ensemble": []}},
+            {"name": "best weights + TTA translate", "acc": 0.2,
+             "choice": {"weights": "best", "tta": "translate", "ensemble": []}}]
+    pick = rows[1]
+    assert weights_row(rows, pick) is rows[0]
+    g = gap(Sign(), weights_row(rows, pick), D, pad=1)
+    # training accuracy through one view (1.0, where the translated views would give ~0.2), minus
+    # the weights' one-view validation accuracy: not the views' 0.2
+    assert g["train_acc"] == 1.0 and abs(g["gap"] - 0.25) < 1e-9
