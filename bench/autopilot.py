@@ -16,7 +16,8 @@ measured from outside: start-up, data loading, evaluation and report included):
                std+ls  + label smoothing 0.1                (10-minute rows)
 --ablate [NAME ...] adds, on the first row, the autopilot with each decision (or those named)
 forced off (`--without`), so the table shows what each bought. Budgets scale with --scale.
---baselines std runs only the named baselines (the others were measured once: plain and std+ls).
+--baselines std runs only the named baselines (the others were measured once: plain and std+ls);
+--no-autopilot leaves the autopilot itself out (measured in another run).
 --busy runs everything with another process holding a core (a busy loop), as a shared machine
 does: the budget must still be kept, and the wall column says whether it was.
 """
@@ -119,7 +120,7 @@ def baseline_run(name: str, base: Path, seed: int, budget: float, recipe: str) -
 
 
 def row(name: str, scale: float, keep: Path | None, seeds: list[int], ablate: list[str],
-        only_baselines: list[str] | None = None) -> list[dict]:
+        only_baselines: list[str] | None = None, autopilot: bool = True) -> list[dict]:
     _, _, budget, baselines, target = ROWS[name]
     baselines = [b for b in baselines if only_baselines is None or b in only_baselines]
     budget *= scale
@@ -127,8 +128,9 @@ def row(name: str, scale: float, keep: Path | None, seeds: list[int], ablate: li
     with tempfile.TemporaryDirectory() as tmp:
         base = keep or Path(tmp)
         for seed in seeds:
-            out.append(autopilot_run(name, base, seed, budget, []))
-            print("  " + json.dumps(out[-1]), flush=True)
+            if autopilot:
+                out.append(autopilot_run(name, base, seed, budget, []))
+                print("  " + json.dumps(out[-1]), flush=True)
             for recipe in baselines if seed == seeds[0] else baselines[:1]:  # the strongest on every seed
                 out.append(baseline_run(name, base, seed, budget, recipe))
                 print("  " + json.dumps(out[-1]), flush=True)
@@ -164,6 +166,8 @@ def main() -> None:
     ap.add_argument("--busy", action="store_true", help="another process holds a core throughout")
     ap.add_argument("--baselines", nargs="*", choices=["std", "plain", "std+ls"],
                     help="only these of each row's baselines (none: the autopilot alone)")
+    ap.add_argument("--no-autopilot", action="store_true", help="the baselines and ablations only (the autopilot "
+                                                                  "itself measured in another run)")
     args = ap.parse_args()
     names = args.only or CPU_ROWS
     rows = []
@@ -171,7 +175,7 @@ def main() -> None:
     try:
         for i, name in enumerate(names):
             ablate = (args.ablate or list(ABLATE)) if args.ablate is not None and i == 0 else []
-            rows += row(name, args.scale, args.keep, args.seeds, ablate, args.baselines)
+            rows += row(name, args.scale, args.keep, args.seeds, ablate, args.baselines, not args.no_autopilot)
     finally:
         if hog is not None:
             hog.kill()
