@@ -181,3 +181,36 @@ def test_a_budget_that_holds_two_trainings_trains_an_ensemble():
     # small data: a model can use only 12 s (MAX_FINAL_EPOCHS); the time holds more, up to MAX_MEMBERS
     assert P.members(45.0, 2.4, 12.0)[0] == P.MAX_MEMBERS
     assert P.members(30.0, 20.0, 12.0)[0] == 2  # the cap alone asks for two
+
+
+def test_augmentation_is_left_out_when_the_floor_cannot_get_the_epochs_it_needs():
+    """Augmentation pays late: an augmented floor whose model gets under AUGMENTED_EPOCHS in the
+    time fits first, without it (Fashion-MNIST, 10 minutes on 2 cores: 16-19 epochs of width 32)."""
+    epoch = 30.0  # seconds an epoch of the plain width
+    assert P.keeps_augmentation(54_000, 128, epoch, seconds=P.AUGMENTED_EPOCHS * epoch)
+    assert not P.keeps_augmentation(54_000, 128, epoch, seconds=18 * epoch)
+    # small data: the updates an epoch holds decide the target, augmentation does not raise it
+    assert P.keeps_augmentation(8_000, 128, epoch, seconds=5 * epoch)
+    assert P.without_augmentation("image", (1, 28, 28)) == {"augment.crop_padding": 0}
+    assert P.without_augmentation("signal", (1, 40)) == {"augment.shift": 0}
+    assert P.without_augmentation("vector", (64,)) == {}
+
+
+def test_a_floor_without_its_augmentation_plans_and_trains_unaugmented(tmp_path):
+    """What the cost stage records is what the later stages use: the epochs needed without
+    augmentation, and a base config without it."""
+    from coach.config import make_config
+    from coach.pilot.session import Session
+    from coach.pilot.stages import Pilot
+
+    cfg = make_config({"data": {"name": "digits"}, "augment": {"crop_padding": 1}})
+    data = type("D", (), {"train": [0] * 54_000})()
+    s = Session(tmp_path, budget=600.0, quiet=True)
+    p = Pilot(s, data, cfg, "", P.Sizing(421, 6000), P.epochs_needed(54_000, 128, augmented=True))
+    s.record("cost", {"costs": [Cost(32, 0.05, 1e-4, 0).to_dict()], "width": 32, "settings": {},
+                      "floor": {"augment.crop_padding": 0}})
+    assert p.needs()[0] == P.TARGET_EPOCHS and p.base().augment.crop_padding == 0
+    kept = Session(tmp_path / "kept", budget=600.0, quiet=True)
+    kept.record("cost", {"costs": [Cost(32, 0.05, 1e-4, 0).to_dict()], "width": 32, "settings": {}, "floor": {}})
+    q = Pilot(kept, data, cfg, "", P.Sizing(421, 6000), P.epochs_needed(54_000, 128, augmented=True))
+    assert q.needs()[0] == P.AUGMENTED_EPOCHS and q.base().augment.crop_padding == 1

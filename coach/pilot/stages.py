@@ -56,6 +56,15 @@ class Pilot:
         """cfg on the session's data, its model made by the session's maker."""
         return Job(cfg, self.data, self.maker, held=True)
 
+    def needs(self) -> tuple[int, int, str]:
+        """The final training's target and minimum epochs, and why: as the floor was set up, or
+        unaugmented when the cost stage left the augmentation out (P.augmentation_pays)."""
+        c = self.s.done("cost")
+        if c and c.get("floor"):
+            n = len(self.data.train)
+            return P.epochs_needed(n, self.floor.train.batch_size, augmented=False)
+        return self.epochs
+
     def cost(self) -> Cost:
         c = self.s.done("cost")
         return Cost(**next(x for x in c["costs"] if x["width"] == c["width"]))
@@ -63,7 +72,7 @@ class Pilot:
     def base(self) -> Config:
         """The floor at the measured speed and the chosen size, at the LR the checks kept."""
         c, check_ = self.s.done("cost"), self.s.done("check")
-        cfg = self.floor.replace(**c["settings"], **{"model.width": c["width"]})
+        cfg = self.floor.replace(**c["settings"], **c.get("floor", {}), **{"model.width": c["width"]})
         return cfg.replace(**{"optim.lr": check_["lr"]}) if check_ else cfg
 
 
@@ -92,6 +101,15 @@ def cost_stage(p: Pilot) -> None:
     target, minimum, epochs_why = p.epochs
     plain_w, sizing = floor.cfg.model.width, p.sizing
     plain = known or time_config(floor)
+    dropped: dict[str, Any] = {}
+    if floor.cfg.augment != Config().augment and not P.keeps_augmentation(
+            len(data.train), floor.cfg.train.batch_size, sizing.epoch(plain), training):
+        dropped = P.without_augmentation(data.kind, data.input_shape)
+        floor = floor.with_config(floor.cfg.replace(**dropped))
+        target, minimum, epochs_why = P.epochs_needed(len(data.train), floor.cfg.train.batch_size, augmented=False)
+        epochs_why += (f"; the floor's augmentation left out: width {plain_w} would get {training / sizing.epoch(plain):.1f} "
+                       f"of the {P.AUGMENTED_EPOCHS} epochs an augmented floor needs (augmentation pays late), so it "
+                       "fits first")
     costs = measure_ladder(floor, lambda c: (target if c.width >= plain_w else minimum) * sizing.epoch(c)
                            <= training, COST_SHARE * s.budget, known=plain,
                            up=minimum * sizing.epoch(plain) <= training,
@@ -101,6 +119,7 @@ def cost_stage(p: Pilot) -> None:
     k, members_why = P.members(training, target * sizing.epoch(pick), P.MAX_FINAL_EPOCHS * sizing.epoch(pick))
     s.record("cost", {"costs": [c.to_dict() for c in costs], "width": pick.width, "epochs": [target, minimum],
                       "members": k, "planned": COST_SHARE * s.budget, "settings": fast, "speed": speed_why,
+                      "floor": dropped,
                       "threads": threads, "thread_steps": timed, "pages": pages,
                       "decision": speed_why + "; " + threads_why(threads, timed) + f"timed {len(costs)} sizes ("
                                   + ", ".join(f"width {c.width}: {sizing.epoch(c):.3g}s/epoch" for c in costs)
@@ -160,13 +179,14 @@ def decide_stage(p: Pilot) -> None:
     epoch_s = p.sizing.epoch(cost)
     seconds = training_seconds(s, finish_seconds(s, cost, data, base))
     k = s.done("cost").get("members", 1)
-    needed = k * min(p.epochs[0], P.MAX_FINAL_EPOCHS) * epoch_s
+    needed = k * min(p.needs()[0], P.MAX_FINAL_EPOCHS) * epoch_s
     costs = [Cost(**c) for c in s.done("cost")["costs"]]
     wider = next((c for c in sorted(costs, key=lambda c: c.width) if c.width > cost.width
-                  and p.epochs[1] * p.sizing.epoch(c) <= seconds and c.params <= P.PARAMS_PER_EXAMPLE * len(data.train)),
+                  and p.needs()[1] * p.sizing.epoch(c) <= seconds and c.params <= P.PARAMS_PER_EXAMPLE * len(data.train)),
                  None)
     options = P.options_for(data.kind, data.input_shape, base.optim.weight_decay,
                             wider.width if wider is not None else None, mirrors=min(data.input_shape[1:], default=0) >= 8)
+    options = [o for o in options if base.replace(**o.overrides) != base]  # "no augmentation" on a floor without it
     plan = P.plan_decisions(len(options), seconds, needed, cost.step, k * P.MAX_FINAL_EPOCHS * epoch_s, k) \
         if "decisions" not in p.without else P.no_decisions(seconds, "forced off")
     info: dict[str, Any] = {"plan": plan.to_dict(), "options": [o.name for o in options], "overrides": {},
@@ -203,7 +223,7 @@ def final_stage(p: Pilot) -> None:
     epoch = p.sizing.epoch(cost)
     left = s.left() - finish_seconds(s, cost, data, final_cfg)
     k = min(s.done("cost").get("members", 1),
-            P.members(training_seconds(s, finish_seconds(s, cost, data, final_cfg)), p.epochs[0] * epoch,
+            P.members(training_seconds(s, finish_seconds(s, cost, data, final_cfg)), p.needs()[0] * epoch,
                       P.MAX_FINAL_EPOCHS * epoch)[0])
     short = (f"only {duration_text(max(left, 0))} were left for the final training (under one epoch, "
              f"{duration_text(epoch)}): it trained for what was left, never under 1 s; " if left < epoch else "")
