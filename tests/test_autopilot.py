@@ -405,17 +405,21 @@ def test_the_final_trains_for_its_time_when_its_epochs_were_priced_too_high(tmp_
     assert run.summary["status"] == "completed" and run.summary["epochs"] > expected, (run.summary["epochs"], expected)
 
 
-def test_a_short_session_on_big_data_fits_first_without_augmentation(tmp_path):
+def test_a_short_session_on_big_data_trains_the_floor_the_cost_stage_chose(tmp_path):
     """40,000 images (28,000 to train on: 218 steps an epoch): an augmented floor needs 20 epochs,
-    which 10 seconds cannot give, so the cost stage leaves the crops out and the final trains
-    without them."""
+    which 10 seconds cannot give. Whether the crops are left out depends on whether that buys a
+    wider model on this machine (plan.choose_floor, tested on numbers); either way the final trains
+    what the cost stage recorded, and the epochs it plans with are those of that floor."""
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 4, (40_000,), generator=g)
     x = torch.randn(40_000, 1, 8, 8, generator=g) * 0.5 + y.view(-1, 1, 1, 1) * torch.linspace(-1, 1, 8).view(1, 1, 1, 8)
     result = autopilot((x.numpy(), y.numpy()), budget=10, out=tmp_path / "s", quiet=True)
     st = json.loads((tmp_path / "s" / "state.json").read_text())["stages"]
     assert st["setup"]["config"]["augment"]["crop_padding"] == 1  # the floor as set up
-    assert st["cost"]["floor"] == {"augment.crop_padding": 0} and "left out" in st["cost"]["decision"]
-    assert Run.open(result["model_dir"]).config.augment.crop_padding == 0
-    n = st["setup"]["data"]["train"]
-    assert st["cost"]["epochs"][0] == P.epochs_needed(n, 128)[0] < P.epochs_needed(n, 128, augmented=True)[0]
+    n, bare = st["setup"]["data"]["train"], bool(st["cost"]["floor"])
+    final = Run.open(result["model_dir"]).config
+    assert final.augment.crop_padding == (0 if bare else 1)
+    assert st["cost"]["epochs"][0] == P.epochs_needed(n, 128, augmented=not bare)[0]
+    if bare:
+        assert st["cost"]["floor"] == {"augment.crop_padding": 0} and "left out" in st["cost"]["decision"]
+        assert final.model.width > 32

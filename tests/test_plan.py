@@ -214,3 +214,22 @@ def test_a_floor_without_its_augmentation_plans_and_trains_unaugmented(tmp_path)
     kept.record("cost", {"costs": [Cost(32, 0.05, 1e-4, 0).to_dict()], "width": 32, "settings": {}, "floor": {}})
     q = Pilot(kept, data, cfg, "", P.Sizing(421, 6000), P.epochs_needed(54_000, 128, augmented=True))
     assert q.needs()[0] == P.AUGMENTED_EPOCHS and q.base().augment.crop_padding == 1
+
+
+def test_the_floor_leaves_its_augmentation_out_only_for_a_wider_model():
+    """Fit first only when that buys width: without the crops the widest size that gets the
+    unaugmented target; at the same width the crops stay (they won there even short of their
+    epochs)."""
+    sizing = P.Sizing(421, 6000, ema=False)
+    c32, c48 = Cost(32, 0.06, 1e-5, 75_000), Cost(48, 0.10, 2e-5, 160_000)
+    e32, e48 = sizing.epoch(c32), sizing.epoch(c48)
+    # 17.5 epochs of width 32 (under the 20 crops need), 10.5 of width 48: width 48 without crops
+    pick, _, needs, bare = P.choose_floor([c32, c48], 10.5 * e48, sizing, 54_000, 128, 32, augmented=True)
+    assert bare and pick.width == 48 and needs[0] == P.TARGET_EPOCHS and "left out" in needs[2]
+    # width 48 would get 9.5 epochs: no wider model, so the crops stay on width 32
+    pick, _, needs, bare = P.choose_floor([c32, c48], 9.5 * e48, sizing, 54_000, 128, 32, augmented=True)
+    assert not bare and pick.width == 32 and needs[0] == P.AUGMENTED_EPOCHS
+    # 20 epochs of width 32: the crops get what they need
+    pick, _, needs, bare = P.choose_floor([c32, c48], 20 * e32, sizing, 54_000, 128, 32, augmented=True)
+    assert not bare and pick.width == 32
+    assert P.choose_floor([c32, c48], 10.5 * e48, sizing, 54_000, 128, 32, augmented=False)[3] is False

@@ -170,6 +170,31 @@ def choose_width(costs: list[Cost], seconds: float, target: int, minimum: int, s
     return pick, why
 
 
+def choose_floor(costs: list[Cost], seconds: float, sizing: Sizing, n_train: int, batch_size: int,
+                 plain_width: int, augmented: bool) -> tuple[Cost, str, tuple[int, int, str], bool]:
+    """The width, its reason, the epochs needed and whether the floor's augmentation is left
+    out. An augmented floor whose plain width cannot get the epochs augmentation needs
+    (`keeps_augmentation`) leaves it out when that buys a wider model (the widest that gets the
+    unaugmented target); at the same width the crops stay, since they won there even short of
+    their epochs (width 32, 16-19 epochs: 0.935-0.937 with crops, 0.931 without)."""
+    needs = epochs_needed(n_train, batch_size, augmented)
+    if augmented and not keeps_augmentation(n_train, batch_size, sizing.epoch(_plain(costs, plain_width)), seconds):
+        bare = epochs_needed(n_train, batch_size)
+        pick, why = choose_width(costs, seconds, bare[0], bare[1], sizing, n_train, plain_width)
+        if pick.width > plain_width:
+            plain_epochs = seconds / sizing.epoch(_plain(costs, plain_width))
+            return pick, why, (bare[0], bare[1], bare[2] + (
+                f"; the floor's augmentation left out: width {plain_width} would get {plain_epochs:.1f} of the "
+                f"{AUGMENTED_EPOCHS} epochs an augmented floor needs, and without it width {pick.width} gets its "
+                f"{bare[0]} (augmentation pays late: fit first)")), True
+    pick, why = choose_width(costs, seconds, needs[0], needs[1], sizing, n_train, plain_width)
+    return pick, why, needs, False
+
+
+def _plain(costs: list[Cost], width: int) -> Cost:
+    return next((c for c in costs if c.width == width), min(costs, key=lambda c: c.width))
+
+
 @dataclass(frozen=True)
 class Option:
     """One departure from the floor: a name for people, its group (one winner per group), the

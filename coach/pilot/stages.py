@@ -98,24 +98,21 @@ def cost_stage(p: Pilot) -> None:
 
     pages = price_pages(started)
     training = training_seconds(s, reserve=finish_seconds(s, None, data)) - CHECK_SHARE * s.budget
-    target, minimum, epochs_why = p.epochs
+    target, minimum, _ = p.epochs
     plain_w, sizing = floor.cfg.model.width, p.sizing
     plain = known or time_config(floor)
-    dropped: dict[str, Any] = {}
-    if floor.cfg.augment != Config().augment and not P.keeps_augmentation(
-            len(data.train), floor.cfg.train.batch_size, sizing.epoch(plain), training):
-        dropped = P.without_augmentation(data.kind, data.input_shape)
-        floor = floor.with_config(floor.cfg.replace(**dropped))
-        target, minimum, epochs_why = P.epochs_needed(len(data.train), floor.cfg.train.batch_size, augmented=False)
-        epochs_why += (f"; the floor's augmentation left out: width {plain_w} would get {training / sizing.epoch(plain):.1f} "
-                       f"of the {P.AUGMENTED_EPOCHS} epochs an augmented floor needs (augmentation pays late), so it "
-                       "fits first")
+    augmented = floor.cfg.augment != Config().augment
+    batch = p.floor.train.batch_size  # the epochs needed are the floor's, whatever batch the speed chose
+    if augmented and not P.keeps_augmentation(len(data.train), batch, sizing.epoch(plain), training):
+        target, minimum, _ = P.epochs_needed(len(data.train), batch)  # measure as far as it could go without
     costs = measure_ladder(floor, lambda c: (target if c.width >= plain_w else minimum) * sizing.epoch(c)
                            <= training, COST_SHARE * s.budget, known=plain,
                            up=minimum * sizing.epoch(plain) <= training,
                            # your own module has one size, unless its factory takes a width
                            widths=None if p.maker.can_widen and "width" not in p.without else (plain_w,))
-    pick, size_why = P.choose_width(costs, training, target, minimum, sizing, len(data.train), plain_w)
+    pick, size_why, (target, minimum, epochs_why), bare = P.choose_floor(
+        costs, training, sizing, len(data.train), batch, plain_w, augmented)
+    dropped = P.without_augmentation(data.kind, data.input_shape) if bare else {}
     k, members_why = P.members(training, target * sizing.epoch(pick), P.MAX_FINAL_EPOCHS * sizing.epoch(pick))
     s.record("cost", {"costs": [c.to_dict() for c in costs], "width": pick.width, "epochs": [target, minimum],
                       "members": k, "planned": COST_SHARE * s.budget, "settings": fast, "speed": speed_why,
