@@ -233,3 +233,18 @@ def test_the_floor_leaves_its_augmentation_out_only_for_a_wider_model():
     pick, _, needs, bare = P.choose_floor([c32, c48], 20 * e32, sizing, 54_000, 128, 32, augmented=True)
     assert not bare and pick.width == 32
     assert P.choose_floor([c32, c48], 10.5 * e48, sizing, 54_000, 128, 32, augmented=False)[3] is False
+
+
+def test_an_epoch_is_priced_at_the_batch_the_cost_stage_chose(tmp_path):
+    """A doubled batch halves the steps of an epoch: priced at the floor's 421 steps, a session
+    that doubled its batch planned 11.4 epochs of width 32 and trained 18."""
+    from coach.config import make_config
+    from coach.pilot.session import Session
+    from coach.pilot.stages import Pilot
+
+    data = type("D", (), {"train": [0] * 54_000})()
+    s = Session(tmp_path, budget=600.0, quiet=True)
+    p = Pilot(s, data, make_config({"train": {"batch_size": 128}}), "", P.Sizing(421, 6000), (20, 2, ""))
+    s.record("cost", {"costs": [], "width": 32, "settings": {"train.batch_size": 256, "optim.lr": 4e-3}})
+    c = Cost(32, 0.1, 1e-5, 0)
+    assert p.priced().steps_per_epoch == 210 and p.priced().epoch(c) < 0.55 * p.sizing.epoch(c)

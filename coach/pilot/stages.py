@@ -65,6 +65,14 @@ class Pilot:
             return P.epochs_needed(n, self.floor.train.batch_size, augmented=False)
         return self.epochs
 
+    def priced(self) -> P.Sizing:
+        """How an epoch is priced at the batch size the cost stage chose: a doubled batch halves
+        the steps an epoch (priced at the floor's steps, a session that doubled its batch planned
+        11.4 epochs of width 32 and trained 18)."""
+        c = self.s.done("cost") or {}
+        batch = c.get("settings", {}).get("train.batch_size", self.floor.train.batch_size)
+        return P.Sizing(P.steps_per_epoch(len(self.data.train), batch), self.sizing.n_val, self.sizing.ema)
+
     def cost(self) -> Cost:
         c = self.s.done("cost")
         return Cost(**next(x for x in c["costs"] if x["width"] == c["width"]))
@@ -99,7 +107,8 @@ def cost_stage(p: Pilot) -> None:
     pages = price_pages(started)
     training = training_seconds(s, reserve=finish_seconds(s, None, data)) - CHECK_SHARE * s.budget
     target, minimum, _ = p.epochs
-    plain_w, sizing = floor.cfg.model.width, p.sizing
+    plain_w = floor.cfg.model.width
+    sizing = P.Sizing(P.steps_per_epoch(len(data.train), floor.cfg.train.batch_size), p.sizing.n_val, p.sizing.ema)
     plain = known or time_config(floor)
     augmented = floor.cfg.augment != Config().augment
     batch = p.floor.train.batch_size  # the epochs needed are the floor's, whatever batch the speed chose
@@ -173,13 +182,13 @@ def check_stage(p: Pilot) -> str | None:
 def decide_stage(p: Pilot) -> None:
     """The decisions the time the final training does not need can judge at a length that counts."""
     s, data, cost, base = p.s, p.data, p.cost(), p.base()
-    epoch_s = p.sizing.epoch(cost)
+    epoch_s = p.priced().epoch(cost)
     seconds = training_seconds(s, finish_seconds(s, cost, data, base))
     k = s.done("cost").get("members", 1)
     needed = k * min(p.needs()[0], P.MAX_FINAL_EPOCHS) * epoch_s
     costs = [Cost(**c) for c in s.done("cost")["costs"]]
     wider = next((c for c in sorted(costs, key=lambda c: c.width) if c.width > cost.width
-                  and p.needs()[1] * p.sizing.epoch(c) <= seconds and c.params <= P.PARAMS_PER_EXAMPLE * len(data.train)),
+                  and p.needs()[1] * p.priced().epoch(c) <= seconds and c.params <= P.PARAMS_PER_EXAMPLE * len(data.train)),
                  None)
     options = P.options_for(data.kind, data.input_shape, base.optim.weight_decay,
                             wider.width if wider is not None else None, mirrors=min(data.input_shape[1:], default=0) >= 8)
@@ -217,7 +226,7 @@ def final_stage(p: Pilot) -> None:
     s, data, cost = p.s, p.data, p.cost()
     sd = s.done("search")
     final_cfg = p.base().replace(**sd["overrides"])
-    epoch = p.sizing.epoch(cost)
+    epoch = p.priced().epoch(cost)
     left = s.left() - finish_seconds(s, cost, data, final_cfg)
     k = min(s.done("cost").get("members", 1),
             P.members(training_seconds(s, finish_seconds(s, cost, data, final_cfg)), p.needs()[0] * epoch,
@@ -319,7 +328,7 @@ def train_final(p: Pilot, cfg: Config, final_dir: Path, others: int, share: floa
     """The adopted configuration from scratch for `share` of the time left, its one-cycle
     schedule fitted to it (budgeted training: it ends decayed where its time does). others:
     the ensemble members choose may add (their predictions are priced into the reserve)."""
-    s, data, cost, sizing = p.s, p.data, p.cost(), p.sizing
+    s, data, cost, sizing = p.s, p.data, p.cost(), p.priced()
     done = (final_dir / "summary.json").exists() and Run.open(final_dir).summary.get("status")
     if done and done != "interrupted":  # a member finished before the session was interrupted
         return Run.open(final_dir)
