@@ -8,7 +8,9 @@ rules, in the order the autopilot applies them:
    which slows the fitting), and enough updates on small data, where an epoch is few;
 2. the model is the widest of the plain recipe's family that gets those epochs in the time
    for training (`choose_width`): a faster machine measures cheaper steps and gets a wider
-   model, a longer budget a wider model rather than epochs past what the width needs;
+   model, a longer budget a wider model rather than epochs past what the width needs; an
+   augmented floor whose plain width cannot get its epochs leaves the augmentation out when
+   that buys a wider model (`choose_floor`: augmentation pays late, so fit first);
 3. a decision is judged at the length that counts (`plan_decisions`): each option is trained
    to the end of its own schedule at two lengths, and the trend is extrapolated to the final
    training's length (coach.sweep.curves). Only the time the final does not need is spent
@@ -55,7 +57,7 @@ def augmentations(kind: str, shape: tuple[int, ...]) -> dict[str, dict[str, Any]
 def augmentation_pays(epoch_seconds: float, seconds: float) -> bool:
     """Augmentation pays late: it slows the fitting, so an augmented floor needs the top of the
     lectures' 10-20 epochs (AUGMENTED_EPOCHS). When its model cannot get them in the time for
-    training, the floor fits first, without it. Measured (Fashion-MNIST, 10 minutes, 2 CPU cores,
+    training, the floor may fit first, without it (`choose_floor`: when that buys width). Measured (Fashion-MNIST, 10 minutes, 2 CPU cores,
     the plain width getting 16-19 epochs): with 2-px crops width 32 0.9347-0.9365 and width 48
     (9 epochs) 0.9298; without them width 48 for 9.5 epochs 0.9380, the lectures' recipe with
     crops 0.9370. Given 20+ epochs the crops won (0.9383 against 0.9307 at 23 epochs)."""
