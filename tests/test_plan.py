@@ -208,10 +208,11 @@ def test_a_floor_without_its_augmentation_plans_and_trains_unaugmented(tmp_path)
     s = Session(tmp_path, budget=600.0, quiet=True)
     p = Pilot(s, data, cfg, "", P.Sizing(421, 6000), P.epochs_needed(54_000, 128, augmented=True))
     s.record("cost", {"costs": [Cost(32, 0.05, 1e-4, 0).to_dict()], "width": 32, "settings": {},
-                      "floor": {"augment.crop_padding": 0}})
+                      "floor": {"augment.crop_padding": 0}, "epochs": list(P.epochs_needed(54_000, 128)[:2])})
     assert p.needs()[0] == P.TARGET_EPOCHS and p.base().augment.crop_padding == 0
     kept = Session(tmp_path / "kept", budget=600.0, quiet=True)
-    kept.record("cost", {"costs": [Cost(32, 0.05, 1e-4, 0).to_dict()], "width": 32, "settings": {}, "floor": {}})
+    kept.record("cost", {"costs": [Cost(32, 0.05, 1e-4, 0).to_dict()], "width": 32, "settings": {}, "floor": {},
+                         "epochs": list(P.epochs_needed(54_000, 128, augmented=True)[:2])})
     q = Pilot(kept, data, cfg, "", P.Sizing(421, 6000), P.epochs_needed(54_000, 128, augmented=True))
     assert q.needs()[0] == P.AUGMENTED_EPOCHS and q.base().augment.crop_padding == 1
 

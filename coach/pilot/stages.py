@@ -56,21 +56,18 @@ class Pilot:
         """cfg on the session's data, its model made by the session's maker."""
         return Job(cfg, self.data, self.maker, held=True)
 
-    def needs(self) -> tuple[int, int, str]:
-        """The final training's target and minimum epochs, and why: as the floor was set up, or
-        unaugmented when the cost stage left the augmentation out (P.augmentation_pays)."""
+    def needs(self) -> tuple[int, int]:
+        """The final training's target and minimum epochs, as the cost stage recorded them (for
+        the floor it chose to train: P.choose_floor may leave the augmentation out)."""
         c = self.s.done("cost")
-        if c and c.get("floor"):
-            n = len(self.data.train)
-            return P.epochs_needed(n, self.floor.train.batch_size, augmented=False)
-        return self.epochs
+        return (c["epochs"][0], c["epochs"][1]) if c else self.epochs[:2]
 
-    def priced(self) -> P.Sizing:
-        """How an epoch is priced at the batch size the cost stage chose: a doubled batch halves
-        the steps an epoch (priced at the floor's steps, a session that doubled its batch planned
-        11.4 epochs of width 32 and trained 18)."""
-        c = self.s.done("cost") or {}
-        batch = c.get("settings", {}).get("train.batch_size", self.floor.train.batch_size)
+    def priced(self, batch: int | None = None) -> P.Sizing:
+        """How an epoch is priced at `batch`, by default the batch size the cost stage chose: a
+        doubled batch halves the steps an epoch (priced at the floor's steps, a session that
+        doubled its batch planned 11.4 epochs of width 32 and trained 18)."""
+        batch = batch or (self.s.done("cost") or {}).get("settings", {}).get("train.batch_size",
+                                                                              self.floor.train.batch_size)
         return P.Sizing(P.steps_per_epoch(len(self.data.train), batch), self.sizing.n_val, self.sizing.ema)
 
     def cost(self) -> Cost:
@@ -108,7 +105,7 @@ def cost_stage(p: Pilot) -> None:
     training = training_seconds(s, reserve=finish_seconds(s, None, data)) - CHECK_SHARE * s.budget
     target, minimum, _ = p.epochs
     plain_w = floor.cfg.model.width
-    sizing = P.Sizing(P.steps_per_epoch(len(data.train), floor.cfg.train.batch_size), p.sizing.n_val, p.sizing.ema)
+    sizing = p.priced(floor.cfg.train.batch_size)
     plain = known or time_config(floor)
     augmented = floor.cfg.augment != Config().augment
     batch = p.floor.train.batch_size  # the epochs needed are the floor's, whatever batch the speed chose
