@@ -133,3 +133,40 @@ def test_session_clock_and_resume(tmp_path):
 def test_process_start_is_in_the_past():
     import time
     assert time.time() - 3600 < process_started() <= time.time()
+
+
+def test_a_session_without_views_keeps_no_time_for_them(digits, tmp_path):
+    """With test-time views forced off, the end of the session is priced as for a floor that has
+    no views to try (the "without tta" arm kept their time and ended 33 s early)."""
+    from coach.pilot import plan as P
+    from coach.pilot.stages import Pilot
+
+    cfg, data = digits
+    crops = cfg.replace(**{"augment.crop_padding": 2})
+    s = Session(tmp_path, budget=1000.0, quiet=True)
+    s.record("cost", {"costs": [C.Cost(8, 0.01, 1e-4, 1, 3e-4).to_dict()], "width": 8, "settings": {}, "pages": 1.0})
+    pilot = lambda without: Pilot(s, data, crops, "", P.Sizing(10, len(data.val)), (10, 2, ""),  # noqa: E731
+                                  without=frozenset(without))
+    assert pilot(()).finish(crops) > pilot(()).finish(cfg)  # the crops' translations are views to try
+    assert pilot({"tta"}).finish(crops) == pytest.approx(pilot(()).finish(cfg))
+
+
+def test_the_batch_doubles_only_when_it_trains_enough_faster(tmp_path):
+    """The doubled batch halves the updates an epoch: it is taken only when it trains over
+    BATCH_GAIN more examples a second, its LR scaled by sqrt(2)."""
+    import math
+
+    from coach.pilot.stages import BATCH_GAIN, machine_settings
+
+    cfg = make_config({"data": {"name": "digits"}, "model": {"name": "mlp", "width": 16},
+                       "train": {"batch_size": 16, "progress": False, "precision": "fp32"}, "optim": {"lr": 1e-3}})
+    job = prepare(cfg, load_data(cfg.data))
+    for gain, doubled in ((BATCH_GAIN + 0.05, True), (BATCH_GAIN - 0.05, False)):
+        # a step of the doubled batch takes 2/gain of the floor's: `gain` times the examples a second
+        price = lambda j: C.Cost(16, 0.01 * (j.cfg.train.batch_size / 16) / (gain if j.cfg.train.batch_size > 16  # noqa: E731
+                                                                            else 1.0), 1e-4, 1)
+        settings, why = machine_settings(job, budget=100.0, measure=price)
+        assert settings.get("train.batch_size", 16) == (32 if doubled else 16), why
+        if doubled:
+            assert settings["optim.lr"] == pytest.approx(1e-3 * math.sqrt(2))
+        assert f"{gain:.2f}x the examples" in why

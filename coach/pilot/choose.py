@@ -42,12 +42,13 @@ def tta_modes(cfg: Config, kind: str) -> list[str]:
     return trained_views(kind, a.hflip, a.crop_padding, a.resized_crop, a.shift)
 
 
-def planned_passes(cfg: Config, data: Data, ema: bool, others: int) -> tuple[float, int]:
+def planned_passes(cfg: Config, data: Data, ema: bool, others: int, views: bool = True) -> tuple[float, int]:
     """What `choose` and the test cost at most, in examples forwarded: (validation and
     batch-norm passes, test passes), for the reserve the autopilot keeps for them. others:
-    ensemble members besides the final model (its other members, the decisions' runner-up)."""
+    ensemble members besides the final model (its other members, the decisions' runner-up);
+    views: whether test-time views will be tried."""
     x = data.val.x if len(data.val) else data.train.x
-    views_ = [view_count(m, x) for m in tta_modes(cfg, data.kind)]
+    views_ = [view_count(m, x) for m in tta_modes(cfg, data.kind)] if views else []
     most = max([1, *views_])
     val = (1 + ema + sum(views_) + others * most) * len(data.val) + ema * min(len(data.train), BN_EXAMPLES) \
         + min(len(data.val), len(data.train))  # the chosen weights' training accuracy (one view)

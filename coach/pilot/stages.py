@@ -34,6 +34,10 @@ CHECK_SHARE = 0.04  # of the budget, for the babysitter's checks
 # precision/layout/batch, the floor's augmentation, a width other than the plain one, the decision
 # runs, EMA in the final training, test-time views
 WITHOUT = ("speed", "augmentation", "width", "decisions", "ema", "tta")
+BATCH_WATCH = Stopwatch(10, min_seconds=0.5, mean=True)  # how each batch size is timed: the throughput over
+# half a second at least, as the thread count is (4 steps' median put batch 256 at 0.79-1.14x of batch 128
+# from one seed to the next, where the real runs trained an epoch 8% faster at 256)
+BATCH_GAIN = 1.1  # the doubled batch must train this much more examples a second: half the updates an epoch
 COST_SHARE = 0.03  # at most, for timing the model sizes
 FINAL_HORIZON_SLACK = 2  # the final's epochs cap: this many times what the cost model expects it to get
 REPORT_SECONDS = 3.5  # the pages (matplotlib's import, the session's, the final run's and the sweep's plots) until
@@ -69,6 +73,11 @@ class Pilot:
         batch = batch or (self.s.done("cost") or {}).get("settings", {}).get("train.batch_size",
                                                                               self.floor.train.batch_size)
         return P.Sizing(P.steps_per_epoch(len(self.data.train), batch), self.sizing.n_val, self.sizing.ema)
+
+    def finish(self, cfg: Config, ema: bool = True, others: int = 1) -> float:
+        """finish_seconds for the priced model trained as cfg: the views are priced only where
+        they will be tried (a session with "tta" forced off reserved them, and ended 33 s early)."""
+        return finish_seconds(self.s, self.cost(), self.data, cfg, ema, others, views="tta" not in self.without)
 
     def cost(self) -> Cost:
         c = self.s.done("cost")
@@ -131,26 +140,27 @@ def cost_stage(p: Pilot) -> None:
                                     f"{pages:.1f}s (a plot timed)"})
 
 
-def machine_settings(floor: Job, budget: float) -> tuple[dict[str, Any], str]:
+def machine_settings(floor: Job, budget: float, measure: Callable[[Job], Cost] | None = None
+                     ) -> tuple[dict[str, Any], str]:
     """Precision and memory layout timed on the floor's model (coach.train.speed), then the
     batch size: twice the floor's when that trains over 10% more examples a second (a GPU; a
     2-core CPU measured it slower), its LR scaled by sqrt(2) (the square-root rule for Adam,
-    Malladi et al. 2022)."""
+    Malladi et al. 2022). `measure` prices a job (by default `time_config` on BATCH_WATCH)."""
     data = floor.data
     assert data is not None
+    measure = measure or (lambda j: time_config(j, BATCH_WATCH))
     speed = plan_speed(floor.cfg, floor.build(), data, pick_device(floor.cfg.train.device), budget=budget)
     settings: dict[str, Any] = {"train.precision": speed.precision, "train.channels_last": speed.channels_last}
     why = f"precision and layout: {speed.why}"
     cfg = floor.cfg.replace(**settings)
     bs = cfg.train.batch_size
     if len(data.train) >= 16 * bs and budget >= 60:  # enough steps an epoch either way, time to look
-        one, two = (time_config(floor.with_config(cfg.replace(**{"train.batch_size": b})), Stopwatch(4))
-                    for b in (bs, 2 * bs))
+        one, two = (measure(floor.with_config(cfg.replace(**{"train.batch_size": b}))) for b in (bs, 2 * bs))
         rate = (2 * bs / two.step) / (bs / one.step)
-        if rate > 1.1:
+        if rate > BATCH_GAIN:
             settings.update({"train.batch_size": 2 * bs, "optim.lr": cfg.optim.lr * math.sqrt(2)})
-        why += (f"; batch {2 * bs if rate > 1.1 else bs}: batch {2 * bs} trains {rate:.2f}x the examples a second "
-                f"of batch {bs}")
+        why += (f"; batch {2 * bs if rate > BATCH_GAIN else bs}: batch {2 * bs} trains {rate:.2f}x the examples "
+                f"a second of batch {bs}")
     return settings, why
 
 
@@ -180,7 +190,7 @@ def decide_stage(p: Pilot) -> None:
     """The decisions the time the final training does not need can judge at a length that counts."""
     s, data, cost, base = p.s, p.data, p.cost(), p.base()
     epoch_s = p.priced().epoch(cost)
-    seconds = training_seconds(s, finish_seconds(s, cost, data, base))
+    seconds = training_seconds(s, p.finish(base))
     k = s.done("cost").get("members", 1)
     needed = k * min(p.needs()[0], P.MAX_FINAL_EPOCHS) * epoch_s
     costs = [Cost(**c) for c in s.done("cost")["costs"]]
@@ -196,7 +206,7 @@ def decide_stage(p: Pilot) -> None:
                             "planned": plan.seconds, "decision": plan.why}
     if plan.arms > 1:
         # the runs may overrun their plan a little (start-up, evaluation); never into what the final needs
-        deadline = s.deadline() - needed - finish_seconds(s, cost, data, base)
+        deadline = s.deadline() - needed - p.finish(base)
         info.update(run_decisions(s, plan, options, base, data, epoch_s, deadline, p.maker))
         adopted = info["judgement"]["adopted"] if "judgement" in info else []
         info["decision"] = (plan.why + ". " + info["outcome"] + ". "
@@ -220,13 +230,13 @@ def final_stage(p: Pilot) -> None:
     """The adopted configuration from scratch for the time left; when the time holds more than
     one model of the chosen width (P.members: the width could grow no more), more members with
     other seeds, for an ensemble."""
-    s, data, cost = p.s, p.data, p.cost()
+    s, cost = p.s, p.cost()
     sd = s.done("search")
     final_cfg = p.base().replace(**sd["overrides"])
     epoch = p.priced().epoch(cost)
-    left = s.left() - finish_seconds(s, cost, data, final_cfg)
+    left = s.left() - p.finish(final_cfg)
     k = min(s.done("cost").get("members", 1),
-            P.members(training_seconds(s, finish_seconds(s, cost, data, final_cfg)), p.needs()[0] * epoch,
+            P.members(training_seconds(s, p.finish(final_cfg)), p.needs()[0] * epoch,
                       P.MAX_FINAL_EPOCHS * epoch)[0])
     short = (f"only {duration_text(max(left, 0))} were left for the final training (under one epoch, "
              f"{duration_text(epoch)}): it trained for what was left, never under 1 s; " if left < epoch else "")
@@ -257,11 +267,12 @@ def choose_stage(p: Pilot) -> None:
     runner_up, dirs = sd.get("runner_up"), [Path(d) for d in s.done("final").get("members", [])][1:]
     others = ([(f"the final's {len(dirs)} other member{'s' * (len(dirs) > 1)}", dirs)] if dirs else []) + \
         ([("the decisions' runner-up", [Path(runner_up)])] if runner_up else [])
-    seconds = max(s.left() - page_seconds(s) - planned_passes(final_cfg, data, True, len(dirs) + bool(runner_up))[1]
-                  * cost.predict, 0.0)
+    views = "tta" not in p.without
+    test_passes = planned_passes(final_cfg, data, True, len(dirs) + bool(runner_up), views)[1]
+    seconds = max(s.left() - page_seconds(s) - test_passes * cost.predict, 0.0)
     info = choose(s.out / "final", data, cost.predict, seconds, others, s.out / "val-predictions.npz",
                   p.maker.net(final_cfg, data.input_shape, data.num_classes) if p.maker else None,
-                  views="tta" not in p.without)
+                  views=views)
     judgement = sd.get("judgement")
     if judgement:  # the generalization gap the decisions projected, beside the one the final model has
         info["gap"] = {"predicted": judgement["gap"], "predicted_se": judgement["gap_se"], "realized": info["gap"]}
@@ -305,12 +316,12 @@ def training_seconds(s: Session, reserve: float) -> float:
 
 
 def finish_seconds(s: Session, cost: Cost | None, data: Data, cfg: Config | None = None, ema: bool = True,
-                   others: int = 1) -> float:
+                   others: int = 1, views: bool = True) -> float:
     """Seconds kept for choosing on validation, the test and the report: half a percent of the
     budget for the unforeseen, the pages, and (once the model is priced) its forward passes."""
     passes = 0.0
     if cost is not None and cfg is not None:
-        val, test = planned_passes(cfg, data, ema, others)
+        val, test = planned_passes(cfg, data, ema, others, views)
         passes = (val + test) * cost.predict
     pages = page_seconds(s)
     return min(0.005 * s.budget + pages + passes, 0.12 * s.budget + pages)
@@ -333,9 +344,9 @@ def train_final(p: Pilot, cfg: Config, final_dir: Path, others: int, share: floa
         return fit(resume=final_dir, data=data, callbacks=[EpochLines(s)], model=p.maker)
     # Polyak averaging pays on long runs; on a few epochs its window would hold the early, poor
     # weights, and validating it would double the validation time
-    long = "ema" not in p.without and share * training_seconds(s, finish_seconds(s, cost, data, cfg)) \
+    long = "ema" not in p.without and share * training_seconds(s, p.finish(cfg)) \
         >= P.TARGET_EPOCHS * sizing.epoch(cost)
-    seconds = share * training_seconds(s, finish_seconds(s, cost, data, cfg, ema=long, others=others))
+    seconds = share * training_seconds(s, p.finish(cfg, ema=long, others=others))
     expected = min(P.MAX_FINAL_EPOCHS, planned_epochs(seconds, sizing.epoch(cost)))
     ema = P.ema_decay_for(expected * sizing.steps_per_epoch) if long else None
     # the horizon is the time: fit_to_budget fits the schedule to the pace the run measures, but
