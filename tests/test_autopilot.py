@@ -85,7 +85,7 @@ def test_decisions_are_judged_at_the_final_length(session):
 def test_decision_runs_are_complete_judged_and_resumed(tmp_path):
     """Each arm trains from scratch to the end of its own schedule at both lengths (seconds), the
     floor first; the judgement is recorded; a resumed stage trains nothing it already has."""
-    from coach.pilot import plan as P
+    from coach.pilot import judge as J
     from coach.pilot.decide import run_decisions
     from coach.pilot.recipe import plain_recipe
     from coach.pilot.session import Session
@@ -94,8 +94,8 @@ def test_decision_runs_are_complete_judged_and_resumed(tmp_path):
     data = load_data(make_config({"data": {"name": "digits"}}).data)
     floor = plain_recipe({"name": "digits"}, data)[0].replace(**{"model.width": 8, "train.precision": "fp32",
                                                                   "train.channels_last": False})
-    plan = P.DecisionPlan([0.6, 1.2], 6.0, 2, 3.6, "test")
-    option = P.Option("label smoothing 0.1", "label smoothing", {"regularize.label_smoothing": 0.1}, True)
+    plan = J.DecisionPlan([0.6, 1.2], 6.0, 2, 3.6, "test")
+    option = J.Option("label smoothing 0.1", "label smoothing", {"regularize.label_smoothing": 0.1}, True)
     s = Session(tmp_path / "s", budget=600, quiet=True)
     info = run_decisions(s, plan, [option], floor, data, 0.1, time.time() + 600)
     runs = json.loads((tmp_path / "s" / "sweep" / "decisions.json").read_text())["runs"]

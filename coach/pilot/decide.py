@@ -7,7 +7,7 @@ ICLR 2020). A run's validation error, its training accuracy and the validation e
 got wrong are kept (sweep/decisions.json, written after every run: an interrupted session
 resumes where it was, a half-trained run from its checkpoint). The floor runs first; the
 gap its runs project to the final length orders the options (regularization first when it
-overfits). Then `plan.judge` extrapolates each option's gain over the floor to the final
+overfits). Then `judge.judge` extrapolates each option's gain over the floor to the final
 training's length (coach.sweep.curves) and adopts those that beat the noise.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from coach.pilot import plan as P
+from coach.pilot import judge as J
 from coach.pilot.session import Session
 from coach.config import Config, save_config
 from coach.data import Data
@@ -52,30 +52,30 @@ def train_for(cfg: Config, run_dir: Path, data: Data, seconds: float, epoch_seco
     return fit(cfg, run_dir=run_dir, data=data, model=maker, callbacks=guard)
 
 
-def measure(run: Run, cfg: Config, data: Data, length: float) -> P.Measured:
+def measure(run: Run, cfg: Config, data: Data, length: float) -> J.Measured:
     """A finished run's validation error (with the mirror views averaged in when it trained on
     mirrors: what flips buy includes flip-TTA, and a model never shown mirrors is never judged on
     them), its training accuracy on as many training examples (eval mode, no augmentation) and
     the validation examples it got wrong."""
     if (run.summary.get("stop_reason") or "").startswith("diverged"):
-        return P.Measured(length, 1.0, 0.0, frozenset(range(len(data.val))))
+        return J.Measured(length, 1.0, 0.0, frozenset(range(len(data.val))))
     model = run.load_model("final")
     probs = predict_proba(model, data.val.x, "flip" if cfg.augment.hflip else "none")
     wrong = (probs.argmax(1) != data.val.y).nonzero().flatten().tolist()
     n = min(len(data.val), len(data.train))
     train_acc = (predict_proba(model, data.train.x[:n]).argmax(1) == data.train.y[:n]).float().mean().item()
-    return P.Measured(length, len(wrong) / max(len(data.val), 1), train_acc, frozenset(wrong))
+    return J.Measured(length, len(wrong) / max(len(data.val), 1), train_acc, frozenset(wrong))
 
 
-def to_json(m: P.Measured) -> dict[str, Any]:
+def to_json(m: J.Measured) -> dict[str, Any]:
     return {"seconds": m.seconds, "val_error": m.val_error, "train_acc": m.train_acc, "wrong": sorted(m.wrong)}
 
 
-def from_json(d: dict[str, Any]) -> P.Measured:
-    return P.Measured(d["seconds"], d["val_error"], d["train_acc"], frozenset(d["wrong"]))
+def from_json(d: dict[str, Any]) -> J.Measured:
+    return J.Measured(d["seconds"], d["val_error"], d["train_acc"], frozenset(d["wrong"]))
 
 
-def run_decisions(s: Session, plan: P.DecisionPlan, options: list[P.Option], floor: Config, data: Data,
+def run_decisions(s: Session, plan: J.DecisionPlan, options: list[J.Option], floor: Config, data: Data,
                   epoch_s: float, deadline: float, maker: Maker = BUILDER) -> dict[str, Any]:
     """Train the floor's runs, order the options by the gap they project, train the options'
     runs while there is time (`deadline`, time.time(): after it the final training would get
@@ -88,7 +88,7 @@ def run_decisions(s: Session, plan: P.DecisionPlan, options: list[P.Option], flo
     start = time.time() - state["elapsed"]
     n = len(data.val)
 
-    def arm(name: str, overrides: dict[str, Any]) -> list[P.Measured]:
+    def arm(name: str, overrides: dict[str, Any]) -> list[J.Measured]:
         out = []
         for i, seconds in enumerate(plan.lengths):
             key = f"{name}/{i}"
@@ -118,10 +118,10 @@ def run_decisions(s: Session, plan: P.DecisionPlan, options: list[P.Option], flo
         write_json(sweep / "sweep.json", command_center(state, floor, [], time.time() - start))
         return {"overrides": {}, "tried": [], "runner_up": None, "time": time.time() - start,
                 "outcome": "the floor's runs did not finish in time: no option was judged"}
-    over = P.project_gap(base, plan.final, n)[2]
-    tried = P.order_options(options, over)[:plan.arms - 1]
+    over = J.project_gap(base, plan.final, n)[2]
+    tried = J.order_options(options, over)[:plan.arms - 1]
     results = {o.name: arm(o.name, o.overrides) for o in tried}
-    judgement = P.judge(base, results, {o.name: o.group for o in options}, plan.final, n)
+    judgement = J.judge(base, results, {o.name: o.group for o in options}, plan.final, n)
     adopted = {k: v for o in tried if o.name in judgement.adopted for k, v in o.overrides.items()}
     write_json(sweep / "sweep.json", command_center(state, floor, tried, time.time() - start))
     return {"judgement": judgement.to_dict(), "overrides": adopted, "tried": [o.name for o in tried],
@@ -133,7 +133,7 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name).strip("-") or "floor"
 
 
-def runner_up(state: dict[str, Any], judgement: P.Judgement) -> str | None:
+def runner_up(state: dict[str, Any], judgement: J.Judgement) -> str | None:
     """The longest run of the best option not adopted (an ensemble candidate the choose stage
     may take if it helps on validation)."""
     rest = [v for v in judgement.verdicts if not v.adopted]
@@ -144,7 +144,7 @@ def runner_up(state: dict[str, Any], judgement: P.Judgement) -> str | None:
     return max(runs, key=lambda r: r["length"])["run_dir"] if runs else None
 
 
-def outcome(j: P.Judgement, tried: list[P.Option], plan: P.DecisionPlan) -> str:
+def outcome(j: J.Judgement, tried: list[J.Option], plan: J.DecisionPlan) -> str:
     gaps = ", ".join(sig(g) for g in j.gaps)
     parts = [f"the floor's train-validation gap at {', '.join(f'{x:.0f}s' for x in plan.lengths)}: {gaps}; "
              f"projected to the final {plan.final:.0f}s: {sig(j.gap)} (+-{sig(j.gap_se)}), "
@@ -159,7 +159,7 @@ def outcome(j: P.Judgement, tried: list[P.Option], plan: P.DecisionPlan) -> str:
     return "; ".join(parts)
 
 
-def command_center(state: dict[str, Any], floor: Config, tried: list[P.Option], elapsed: float) -> dict[str, Any]:
+def command_center(state: dict[str, Any], floor: Config, tried: list[J.Option], elapsed: float) -> dict[str, Any]:
     """sweep.json in the command center's format: one row per complete run."""
     rows = [{"stage": f"length-{r['length'] + 1}", "number": i, "state": "COMPLETE", "value": 1 - r["val_error"],
              "params": {"option": r["arm"]}, "run_dir": r["run_dir"], "status": r["status"],

@@ -17,7 +17,7 @@ from coach.config import Config
 from coach.data import Data
 from coach.fmt import seconds as duration_text, sig
 from coach.nn.maker import BUILDER, Maker
-from coach.pilot import plan as P
+from coach.pilot import judge as J, plan as P
 from coach.pilot.choose import choose, planned_passes
 from coach.pilot.cost import Cost, choose_threads, ladder, measure_ladder, time_config
 from coach.pilot.decide import planned_epochs, run_decisions
@@ -197,11 +197,11 @@ def decide_stage(p: Pilot) -> None:
     wider = next((c for c in sorted(costs, key=lambda c: c.width) if c.width > cost.width
                   and p.needs()[1] * p.priced().epoch(c) <= seconds and c.params <= P.PARAMS_PER_EXAMPLE * len(data.train)),
                  None)
-    options = P.options_for(data.kind, data.input_shape, base.optim.weight_decay,
+    options = J.options_for(data.kind, data.input_shape, base.optim.weight_decay,
                             wider.width if wider is not None else None, mirrors=min(data.input_shape[1:], default=0) >= 8)
     options = [o for o in options if base.replace(**o.overrides) != base]  # "no augmentation" on a floor without it
-    plan = P.plan_decisions(len(options), seconds, needed, cost.step, k * P.MAX_FINAL_EPOCHS * epoch_s, k) \
-        if "decisions" not in p.without else P.no_decisions(seconds, "forced off")
+    plan = J.plan_decisions(len(options), seconds, needed, cost.step, k * P.MAX_FINAL_EPOCHS * epoch_s, k) \
+        if "decisions" not in p.without else J.no_decisions(seconds, "forced off")
     info: dict[str, Any] = {"plan": plan.to_dict(), "options": [o.name for o in options], "overrides": {},
                             "planned": plan.seconds, "decision": plan.why}
     if plan.arms > 1:
