@@ -106,3 +106,18 @@ def test_the_gap_is_projected_to_the_final_length_not_read_early():
 def test_noise_margin_is_one_standard_error():
     assert J.noise_margin(0.9, 6000) == pytest.approx(math.sqrt(0.9 * 0.1 / 6000))
     assert J.noise_margin(0.9, 100) > J.noise_margin(0.9, 10_000)
+
+
+def test_the_noise_of_a_judgement_is_known_from_its_first_runs():
+    """The standard error an option's extrapolated gain will carry is predicted from the paired
+    standard error at one length: where both lengths are as noisy, it is the one `judge` reports,
+    and it grows with how far the curves are extrapolated."""
+    floor = runs([0.10, 0.10])
+    option = [J.Measured(m.seconds, m.val_error, m.train_acc, frozenset(range(400, 400 + len(m.wrong))))
+              for m in floor]  # as many mistakes, partly others, at both lengths: equal paired noise
+    se = J.paired(floor[0], option[0], 10_000)[1]
+    assert se == pytest.approx(J.paired(floor[1], option[1], 10_000)[1])
+    for target in (40.0, 140.0):
+        verdict = J.judge(floor, {"o": option}, {"o": "g"}, target, 10_000).verdicts[0]
+        assert J.predicted_se(floor, se, target) == pytest.approx(verdict.se)
+    assert J.predicted_se(floor, se, 140.0) > 2 * se > J.predicted_se(floor, se, 40.0) > se

@@ -25,6 +25,10 @@ from coach.sweep import curves
 MAX_EXTRAPOLATION = 8.0  # a decision's longest runs are at least 1/8 of the final training's length
 DECISION_SHARE = 0.3  # at most this share of the training time goes to judging decisions
 MIN_ARM_STEPS = 100  # a complete run shorter than this mostly measures its warm-up
+MAX_JUDGEMENT_SE = 0.005  # a judgement noisier than this is not worth its time: the options' gains measured
+# here are a few tenths of a point (Fashion-MNIST, 15 minutes: mirror flips +0.0006 +- 0.0070), and under
+# the 1-SE rule such a judgement adopts a useless option 16% of the time and finds a half-point gain less
+# often than not
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class DecisionPlan:
     arms: int  # the floor and the options it affords (options are the first arms - 1, in the order tried)
     seconds: float  # all the runs' seconds
     why: str
+    max_se: float = MAX_JUDGEMENT_SE  # the options are judged only while the judgement promises this noise at most
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -174,6 +179,16 @@ def project_gap(floor: Sequence[Measured], target: float, n: int) -> tuple[float
     ses = [curves.binomial_se(m.val_error, n) * math.sqrt(2) for m in floor]
     e = curves.extrapolate(lengths, gaps, target, ses)
     return e.value, e.se, e.value > 2 * curves.binomial_se(floor[-1].val_error, n)
+
+
+def predicted_se(floor: Sequence[Measured], se: float, target: float) -> float:
+    """The standard error an option's extrapolated gain will have (as `judge` carries it
+    through) when its paired standard error against the floor is `se` at each length: the
+    extrapolation amplifies the noise of the runs it starts from (2.9x from runs of 1/14 and
+    1/7 of the final's length). Known after one run of the option: before the rest are paid for."""
+    lengths = [m.seconds for m in floor]
+    w = curves.prediction_weights(lengths, target, curves.best_exponent(lengths, [m.val_error for m in floor]))
+    return se * math.sqrt(float(w @ w))
 
 
 def judge(floor: Sequence[Measured], arms: dict[str, Sequence[Measured]], groups: dict[str, str], target: float,
