@@ -125,8 +125,9 @@ def run_decisions(s: Session, plan: J.DecisionPlan, options: list[J.Option], flo
     # the floor's own two runs disagree about as much as two arms do (Fashion-MNIST: 3.6% of the
     # validation examples, the floor against mirror flips 3.4-3.8%): how noisy every judgement will
     # be is known before the options are paid for
-    noisy = too_noisy(base, plan, n, J.order_options(options, over)[:plan.arms - 1])
-    tried = [] if noisy else J.order_options(options, over)[:plan.arms - 1]
+    order = J.order_options(options, over)[:plan.arms - 1]
+    noisy = too_noisy(base, plan, n, order)
+    tried = [] if noisy else order
     results = {o.name: arm(o.name, o.overrides) for o in tried}
     judgement = J.judge(base, results, {o.name: o.group for o in options}, plan.final, n)
     adopted = {k: v for o in tried if o.name in judgement.adopted for k, v in o.overrides.items()}
