@@ -42,8 +42,6 @@ class Option:
     regularizes: bool
 
 
-LABEL_SMOOTHING = 0.1  # Szegedy et al. 2016's value
-
 
 def options_for(kind: str, shape: tuple[int, ...], weight_decay: float, wider: int | None,
                 mirrors: bool = True) -> list[Option]:

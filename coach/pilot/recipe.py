@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from coach.pilot import judge as J, plan as P
+from coach.pilot import plan as P
 from coach.config import DATASETS, Config, make_config
 from coach.data import Data
 from coach.data.resolve import NEEDS_PATH, source_of_path
@@ -13,6 +13,7 @@ from coach.errors import UserError
 from coach.nn.maker import BUILDER, Maker
 
 PLAIN_LR = 3e-3
+LABEL_SMOOTHING = 0.1  # the floor's, Szegedy et al. 2016's value
 
 
 def data_section(data: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -81,12 +82,12 @@ def plain_recipe(data_cfg: dict[str, Any], data: Data, seed: int = 0, maker: Mak
         init = "your module's own initialization"
     cfg = make_config({"seed": seed, "data": {**data_cfg, "preprocess": "standardize"},
                        "model": {**model, "activation": "relu", "init": "kaiming", "norm": "batch"},
-                       "regularize": {"label_smoothing": J.LABEL_SMOOTHING},
+                       "regularize": {"label_smoothing": LABEL_SMOOTHING},
                        "optim": {"name": "adamw", "lr": PLAIN_LR, "weight_decay": 1e-4},
                        "schedule": {"name": "onecycle"}, "augment": {k.split(".")[1]: v for k, v in augment.items()},
                        "train": {"epochs": 10, "batch_size": 128, "progress": False, "monitor_every": 0}})
     return cfg, (f"{why}; inputs standardized per channel, {init}, AdamW at {PLAIN_LR:g} with a "
-                 f"one-cycle schedule sized to the time; {aug_why}; label smoothing {J.LABEL_SMOOTHING:g} (a known-good "
+                 f"one-cycle schedule sized to the time; {aug_why}; label smoothing {LABEL_SMOOTHING:g} (a known-good "
                  "default for classifiers, Szegedy et al. 2016); Polyak averaging (EMA) of the weights when "
                  "the final training gets 10 epochs or more. This recipe is the floor: the autopilot departs from it "
                  "only on validation evidence")

@@ -74,10 +74,15 @@ class Pilot:
                                                                               self.floor.train.batch_size)
         return P.Sizing(P.steps_per_epoch(len(self.data.train), batch), self.sizing.n_val, self.sizing.ema)
 
+    @property
+    def views(self) -> bool:
+        """Whether test-time views will be tried (not when forced off)."""
+        return "tta" not in self.without
+
     def finish(self, cfg: Config, ema: bool = True, others: int = 1) -> float:
         """finish_seconds for the priced model trained as cfg: the views are priced only where
         they will be tried (a session with "tta" forced off reserved them, and ended 33 s early)."""
-        return finish_seconds(self.s, self.cost(), self.data, cfg, ema, others, views="tta" not in self.without)
+        return finish_seconds(self.s, self.cost(), self.data, cfg, ema, others, views=self.views)
 
     def cost(self) -> Cost:
         c = self.s.done("cost")
@@ -267,12 +272,11 @@ def choose_stage(p: Pilot) -> None:
     runner_up, dirs = sd.get("runner_up"), [Path(d) for d in s.done("final").get("members", [])][1:]
     others = ([(f"the final's {len(dirs)} other member{'s' * (len(dirs) > 1)}", dirs)] if dirs else []) + \
         ([("the decisions' runner-up", [Path(runner_up)])] if runner_up else [])
-    views = "tta" not in p.without
-    test_passes = planned_passes(final_cfg, data, True, len(dirs) + bool(runner_up), views)[1]
+    test_passes = planned_passes(final_cfg, data, True, len(dirs) + bool(runner_up), p.views)[1]
     seconds = max(s.left() - page_seconds(s) - test_passes * cost.predict, 0.0)
     info = choose(s.out / "final", data, cost.predict, seconds, others, s.out / "val-predictions.npz",
                   p.maker.net(final_cfg, data.input_shape, data.num_classes) if p.maker else None,
-                  views=views)
+                  views=p.views)
     judgement = sd.get("judgement")
     if judgement:  # the generalization gap the decisions projected, beside the one the final model has
         info["gap"] = {"predicted": judgement["gap"], "predicted_se": judgement["gap_se"], "realized": info["gap"]}
