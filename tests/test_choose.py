@@ -1,14 +1,19 @@
 """What the autopilot predicts with, decided on validation (coach.pilot.choose): a tie on
 accuracy is broken by the loss; what the chosen weights throw away is said."""
+import pytest
 import torch
 
-from coach.pilot.choose import Shortlist, early_note, gap, tie_note, weights_row
+from coach.config import make_config
+from coach.pilot.choose import BN_EXAMPLES, Shortlist, early_note, gap, planned_seconds, tie_note, weights_row
 from coach.data import Split
 
 
 class Data:
-    def __init__(self, y):
-        self.val = Split(torch.zeros(len(y), 1), torch.tensor(y))
+    kind = "image"
+
+    def __init__(self, y, train=0, test=0):
+        split = lambda n: Split(torch.zeros(n, 1, 28, 28), torch.zeros(n, dtype=torch.long))  # noqa: E731
+        self.val, self.train, self.test = Split(torch.zeros(len(y), 1, 28, 28), torch.tensor(y)), split(train), split(test)
 
 
 def probs(correct_conf, n=4):
@@ -36,6 +41,39 @@ def test_candidates_are_tried_only_while_they_fit_the_seconds():
     assert short.affords(2) and not short.affords(3)
     short.add("one", probs(0.7, 100), 2, {})
     assert not short.affords(1) and short.spent == 2.0
+
+
+def test_a_candidate_is_tried_only_when_the_longer_test_it_would_need_fits():
+    """Each candidate is priced as if chosen: its validation passes and the test passes it adds
+    (k views: k passes over the test split). Kept back for the most views whether or not they
+    were tried, a 3-minute session's choose could not afford the EMA weights, and its test,
+    through one view, left 12 s unspent."""
+    short = Shortlist(Data([0] * 100, test=200), per_example=0.01, seconds=9.5)  # 1 s a view of val, 2 of test
+    assert short.total == 2.0  # the test through one view, always
+    short.add("best weights", probs(0.7, 100), 1, {})
+    assert short.total == 3.0 and short.affords(1, extra=5.0)
+    assert not short.affords(3, test_views=3)  # 3 s of validation and 4 more of test: 10 > 9.5
+    assert short.affords(3)  # the same views priced without the test they need (the old rule) would fit
+    short.add("an ensemble of two", probs(0.7, 100), 1, {}, test_views=2)
+    assert short.total == 6.0 and short.test_views == 2
+
+
+def test_the_reserve_holds_the_candidates_choose_will_try_and_no_more():
+    """The end of a session keeps what its candidates cost, tried in choose's order while they
+    fit, each priced with its test; one that does not fit is left out, not half paid for."""
+    cfg = make_config({"augment": {"crop_padding": 2}})  # test-time translations: 5 views
+    data = Data([0] * 1000, train=8000, test=2000)
+    pe = 1e-3  # 1 s a view of val, 2 of test, 5 for the EMA weights' batch norm
+    always = 1.0 + 1.0 + 2.0  # the best weights, their training accuracy (the gap), the test through one view
+    ema = 1.0 + BN_EXAMPLES * pe
+    translations = 5 * 1.0 + 4 * 2.0  # five views of val, and four more passes over the test
+    assert planned_seconds(cfg, data, pe, 100.0) == pytest.approx(always + ema + translations)
+    # 20 s cannot hold the translations: the reserve is the EMA weights', not the 20 s
+    assert planned_seconds(cfg, data, pe, 20.0) == pytest.approx(always + ema)
+    assert planned_seconds(cfg, data, pe, 20.0, views=False) == planned_seconds(cfg, data, pe, 20.0)
+    assert planned_seconds(cfg, data, pe, 100.0, ema=False) == pytest.approx(always + translations)
+    # a runner-up to ensemble with, through the translations' five views: 5 s of val and 10 of test more
+    assert planned_seconds(cfg, data, pe, 100.0, others=1) == pytest.approx(always + ema + translations + 15.0)
 
 
 def test_weights_that_throw_away_most_of_the_training_say_why():

@@ -42,17 +42,29 @@ def tta_modes(cfg: Config, kind: str) -> list[str]:
     return trained_views(kind, a.hflip, a.crop_padding, a.resized_crop, a.shift)
 
 
-def planned_passes(cfg: Config, data: Data, ema: bool, others: int, views: bool = True) -> tuple[float, int]:
-    """What `choose` and the test cost at most, in examples forwarded: (validation and
-    batch-norm passes, test passes), for the reserve the autopilot keeps for them. others:
-    ensemble members besides the final model (its other members, the decisions' runner-up);
-    views: whether test-time views will be tried."""
+def planned_seconds(cfg: Config, data: Data, per_example: float, seconds: float, ema: bool = True, others: int = 0,
+                    views: bool = True) -> float:
+    """What `choose` and the test will spend, the candidates tried in choose's order while they
+    fit `seconds` (Shortlist.affords), each priced as if it were chosen: the reserve the
+    autopilot keeps for them. Where the seconds cannot hold a candidate it is left out of the
+    plan rather than half paid for: with the most views' test kept back whether or not they
+    were tried, a 3-minute session's choose could not afford the EMA weights, and the test, with
+    one view, left 12 s unspent. others: ensemble members besides the final model (its other
+    members, the decisions' runner-up); views: whether test-time views will be tried."""
+    short = Shortlist(data, per_example, seconds)
+    short.charge(1)  # the best weights, always
     x = data.val.x if len(data.val) else data.train.x
-    views_ = [view_count(m, x) for m in tta_modes(cfg, data.kind)] if views else []
-    most = max([1, *views_])
-    val = (1 + ema + sum(views_) + others * most) * len(data.val) + ema * min(len(data.train), BN_EXAMPLES) \
-        + min(len(data.val), len(data.train))  # the chosen weights' training accuracy (one view)
-    return val, most * (1 + others) * len(data.test)
+    if ema and short.affords(1, short.bn):
+        short.charge(1, short.bn)
+    most = 1
+    for k in sorted(view_count(m, x) for m in tta_modes(cfg, data.kind)) if views else []:
+        if not short.affords(k, test_views=k):
+            break
+        short.charge(k, test_views=k)
+        most = k
+    if others and short.affords(most * others, test_views=most * (1 + others)):
+        short.charge(most * others, test_views=most * (1 + others))
+    return short.total
 
 
 def better(row: dict[str, Any]) -> tuple[float, float]:
@@ -62,25 +74,44 @@ def better(row: dict[str, Any]) -> tuple[float, float]:
 
 
 class Shortlist:
-    """The candidates tried so far, each with its validation scores, and the seconds they cost
-    (forward passes over the validation split, priced at per_example seconds an example, as
-    prediction runs them: Cost.predict)."""
+    """The candidates tried so far, each with its validation scores, and the seconds they cost:
+    forward passes priced at per_example seconds an example, as prediction runs them
+    (Cost.predict). Always paid for: the chosen weights' training accuracy (the gap) and the
+    test through one view. A candidate costs its passes over the validation split, and the test
+    it would make longer if chosen (k views: k passes over the test split), so it is tried only
+    when both fit."""
 
     def __init__(self, data: Data, per_example: float, seconds: float):
         self.data, self.per_example, self.seconds = data, per_example, seconds
         self.rows: list[dict[str, Any]] = []
-        self.spent = 0.0
+        self.bn = min(len(data.train), BN_EXAMPLES) * per_example  # the EMA weights' batch norm, re-estimated
+        self.spent = min(len(data.val), len(data.train)) * per_example  # the gap's training accuracy
+        self.test_views = 1  # the test's passes for the costliest candidate tried
 
-    def price(self, views_: int, extra: float = 0.0) -> float:
-        return views_ * len(self.data.val) * self.per_example + extra
+    def price(self, views_: int, extra: float = 0.0, test_views: int = 1) -> float:
+        """What trying a candidate adds to `total`."""
+        longer_test = max(test_views - self.test_views, 0) * len(self.data.test)
+        return (views_ * len(self.data.val) + longer_test) * self.per_example + extra
 
-    def affords(self, views_: int, extra: float = 0.0) -> bool:
-        return self.spent + self.price(views_, extra) <= self.seconds
+    @property
+    def total(self) -> float:
+        """The seconds this shortlist and the test of any of its candidates take."""
+        return self.spent + self.test_views * len(self.data.test) * self.per_example
 
-    def add(self, name: str, probs: torch.Tensor, views_: int, choice: dict[str, Any], extra: float = 0.0) -> None:
-        self.spent += self.price(views_, extra)
+    def affords(self, views_: int, extra: float = 0.0, test_views: int = 1) -> bool:
+        return self.total + self.price(views_, extra, test_views) <= self.seconds
+
+    def charge(self, views_: int, extra: float = 0.0, test_views: int = 1) -> float:
+        price = self.price(views_, extra, test_views)
+        self.spent += views_ * len(self.data.val) * self.per_example + extra
+        self.test_views = max(self.test_views, test_views)
+        return price
+
+    def add(self, name: str, probs: torch.Tensor, views_: int, choice: dict[str, Any], extra: float = 0.0,
+            test_views: int | None = None) -> None:
+        price = self.charge(views_, extra, views_ if test_views is None else test_views)
         self.rows.append({"name": name, **scores(probs, self.data.val.y), "views": views_, "probs": probs,
-                          "choice": choice, "seconds": self.price(views_, extra)})
+                          "choice": choice, "seconds": price})
 
     def best(self) -> dict[str, Any]:
         return max(self.rows, key=better)  # full ties: the first, i.e. the cheapest
@@ -89,40 +120,41 @@ class Shortlist:
 def choose(final_dir: Path, data: Data, per_example: float, seconds: float,
            others: list[tuple[str, list[Path]]] | None = None, predictions_to: Path | None = None,
            template: torch.nn.Module | None = None, views: bool = True) -> dict[str, Any]:
-    """Try the candidates on validation, cheapest first, while they fit `seconds`: the best or
+    """Try the candidates on validation, cheapest first, while they and the test each would need
+    fit `seconds` (Shortlist): the best or
     EMA weights, then the test-time views the model was trained on, then ensembles with the
     runs in `others` (label, run directories: the final's other members, the decisions'
     runner-up; each seen through the same views). Returns the table and the choice. views=False:
     no test-time views among the candidates. predictions_to: where the chosen candidate's
     validation predictions go (for the page)."""
     cfg = Run.open(final_dir).config
-    pad, bn = view_pad(cfg), min(len(data.train), BN_EXAMPLES) * per_example
+    pad = view_pad(cfg)
     short = Shortlist(data, per_example, seconds)
     models = {"best": load_weights(final_dir, "best", data, template)}
     short.add("best weights", predict_proba(models["best"], data.val.x, pad=pad), 1,
               {"weights": "best", "tta": "none", "ensemble": []})
-    if (final_dir / "weights" / "ema.safetensors").exists() and short.affords(1, bn):
+    if (final_dir / "weights" / "ema.safetensors").exists() and short.affords(1, short.bn):
         models["ema"] = load_weights(final_dir, "ema", data, template)
         short.add("EMA weights", predict_proba(models["ema"], data.val.x, pad=pad), 1,
-                  {"weights": "ema", "tta": "none", "ensemble": []}, bn)
+                  {"weights": "ema", "tta": "none", "ensemble": []}, short.bn)
     base = short.best()
     which = base["choice"]["weights"]
     for mode in sorted(tta_modes(cfg, data.kind) if views else [], key=lambda m: view_count(m, data.val.x)):
         k = view_count(mode, data.val.x)
-        if not short.affords(k):
+        if not short.affords(k, test_views=k):
             break
         short.add(f"{base['name']} + TTA {mode}", predict_proba(models[which], data.val.x, mode, pad=pad), k,
                   {"weights": which, "tta": mode, "ensemble": []})
     lead = short.best()
     for label, dirs in others or []:
-        k = lead["views"] * len(dirs)
         dirs = [d for d in dirs if (d / "weights" / "final.safetensors").exists()]
-        if not dirs or not short.affords(k):
+        k, test_views = lead["views"] * len(dirs), lead["views"] * (1 + len(dirs))
+        if not dirs or not short.affords(k, test_views=test_views):
             continue
         members = [predict_proba(Run.open(d).load_model("final"), data.val.x, lead["choice"]["tta"], pad=pad)
                    for d in dirs]
         short.add(f"{lead['name']} + {label} (ensemble)", ensemble([lead["probs"], *members]), k,
-                  {**lead["choice"], "ensemble": [str(d) for d in dirs]})
+                  {**lead["choice"], "ensemble": [str(d) for d in dirs]}, test_views=test_views)
     pick = short.best()
     # the chosen weights, batch norm re-estimated for EMA, so `coach predict` needs no data
     save_safetensors(models[pick["choice"]["weights"]].state_dict(), final_dir / "weights" / "chosen.safetensors")

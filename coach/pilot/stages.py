@@ -18,7 +18,7 @@ from coach.data import Data
 from coach.fmt import seconds as duration_text, sig
 from coach.nn.maker import BUILDER, Maker
 from coach.pilot import judge as J, plan as P
-from coach.pilot.choose import choose, planned_passes
+from coach.pilot import choose as CH
 from coach.pilot.cost import Cost, choose_threads, ladder, measure_ladder, time_config
 from coach.pilot.decide import planned_epochs, run_decisions
 from coach.pilot.recipe import floor_lr
@@ -39,6 +39,7 @@ BATCH_WATCH = Stopwatch(10, min_seconds=0.5, mean=True)  # how each batch size i
 # from one seed to the next, where the real runs trained an epoch 8% faster at 256)
 BATCH_GAIN = 1.1  # the doubled batch must train this much more examples a second: half the updates an epoch
 COST_SHARE = 0.03  # at most, for timing the model sizes
+FINISH_SHARE = 0.12  # at most, for choosing on validation and the test (the pages come on top)
 FINAL_HORIZON_SLACK = 2  # the final's epochs cap: this many times what the cost model expects it to get
 REPORT_SECONDS = 3.5  # the pages (matplotlib's import, the session's, the final run's and the sweep's plots) until
 # the cost stage has priced them on this machine (coach.pilot.page.price_pages): 1-3 s measured here
@@ -272,9 +273,8 @@ def choose_stage(p: Pilot) -> None:
     runner_up, dirs = sd.get("runner_up"), [Path(d) for d in s.done("final").get("members", [])][1:]
     others = ([(f"the final's {len(dirs)} other member{'s' * (len(dirs) > 1)}", dirs)] if dirs else []) + \
         ([("the decisions' runner-up", [Path(runner_up)])] if runner_up else [])
-    test_passes = planned_passes(final_cfg, data, True, len(dirs) + bool(runner_up), p.views)[1]
-    seconds = max(s.left() - page_seconds(s) - test_passes * cost.predict, 0.0)
-    info = choose(s.out / "final", data, cost.predict, seconds, others, s.out / "val-predictions.npz",
+    seconds = max(s.left() - page_seconds(s), 0.0)  # the test's passes are the shortlist's to keep
+    info = CH.choose(s.out / "final", data, cost.predict, seconds, others, s.out / "val-predictions.npz",
                   p.maker.net(final_cfg, data.input_shape, data.num_classes) if p.maker else None,
                   views=p.views)
     judgement = sd.get("judgement")
@@ -322,13 +322,13 @@ def training_seconds(s: Session, reserve: float) -> float:
 def finish_seconds(s: Session, cost: Cost | None, data: Data, cfg: Config | None = None, ema: bool = True,
                    others: int = 1, views: bool = True) -> float:
     """Seconds kept for choosing on validation, the test and the report: half a percent of the
-    budget for the unforeseen, the pages, and (once the model is priced) its forward passes."""
+    budget for the unforeseen, the pages, and (once the model is priced) the forward passes of
+    the candidates `choose` will try in at most FINISH_SHARE of the budget (CH.planned_seconds)."""
     passes = 0.0
     if cost is not None and cfg is not None:
-        val, test = planned_passes(cfg, data, ema, others, views)
-        passes = (val + test) * cost.predict
+        passes = CH.planned_seconds(cfg, data, cost.predict, (FINISH_SHARE - 0.005) * s.budget, ema, others, views)
     pages = page_seconds(s)
-    return min(0.005 * s.budget + pages + passes, 0.12 * s.budget + pages)
+    return min(0.005 * s.budget + pages + passes, FINISH_SHARE * s.budget + pages)
 
 
 def page_seconds(s: Session) -> float:
