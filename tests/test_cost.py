@@ -137,7 +137,8 @@ def test_process_start_is_in_the_past():
 
 def test_a_session_without_views_keeps_no_time_for_them(digits, tmp_path):
     """With test-time views forced off, the end of the session is priced as for a floor that has
-    no views to try (the "without tta" arm kept their time and ended 33 s early)."""
+    no views to try (the "without tta" arm kept their time and ended 33 s early); with EMA forced
+    off, as for weights without an average."""
     from coach.pilot import plan as P
     from coach.pilot.stages import Pilot
 
@@ -149,6 +150,9 @@ def test_a_session_without_views_keeps_no_time_for_them(digits, tmp_path):
                                   without=frozenset(without))
     assert pilot(()).finish(crops) > pilot(()).finish(cfg)  # the crops' translations are views to try
     assert pilot({"tta"}).finish(crops) == pytest.approx(pilot(()).finish(cfg))
+    # with EMA forced off there are no averaged weights to validate, nor batch norm to re-estimate
+    assert pilot({"ema"}).finish(cfg) == pytest.approx(pilot(()).finish(cfg, ema=False))
+    assert pilot({"ema"}).finish(cfg) < pilot(()).finish(cfg)
 
 
 def test_the_batch_doubles_only_when_it_trains_enough_faster(tmp_path):

@@ -40,6 +40,7 @@ BATCH_WATCH = Stopwatch(10, min_seconds=0.5, mean=True)  # how each batch size i
 BATCH_GAIN = 1.1  # the doubled batch must train this much more examples a second: half the updates an epoch
 COST_SHARE = 0.03  # at most, for timing the model sizes
 FINISH_SHARE = 0.12  # at most, for choosing on validation and the test (the pages come on top)
+UNFORESEEN = 0.005  # of the budget, kept at the end for what the prices do not foresee (loading weights, saving)
 FINAL_HORIZON_SLACK = 2  # the final's epochs cap: this many times what the cost model expects it to get
 REPORT_SECONDS = 3.5  # the pages (matplotlib's import, the session's, the final run's and the sweep's plots) until
 # the cost stage has priced them on this machine (coach.pilot.page.price_pages): 1-3 s measured here
@@ -80,9 +81,11 @@ class Pilot:
         """Whether test-time views will be tried (not when forced off)."""
         return "tta" not in self.without
 
-    def finish(self, cfg: Config, ema: bool = True, others: int = 1) -> float:
+    def finish(self, cfg: Config, ema: bool | None = None, others: int = 1) -> float:
         """finish_seconds for the priced model trained as cfg: the views are priced only where
-        they will be tried (a session with "tta" forced off reserved them, and ended 33 s early)."""
+        they will be tried (a session with "tta" forced off reserved them, and ended 33 s early),
+        the EMA weights only where the final training may keep them (ema: whether it will)."""
+        ema = "ema" not in self.without if ema is None else ema
         return finish_seconds(self.s, self.cost(), self.data, cfg, ema, others, views=self.views)
 
     def cost(self) -> Cost:
@@ -273,10 +276,11 @@ def choose_stage(p: Pilot) -> None:
     runner_up, dirs = sd.get("runner_up"), [Path(d) for d in s.done("final").get("members", [])][1:]
     others = ([(f"the final's {len(dirs)} other member{'s' * (len(dirs) > 1)}", dirs)] if dirs else []) + \
         ([("the decisions' runner-up", [Path(runner_up)])] if runner_up else [])
-    seconds = max(s.left() - page_seconds(s), 0.0)  # the test's passes are the shortlist's to keep
+    # the test's passes are the shortlist's to keep; the allowance for the unforeseen is not its to spend
+    seconds = max(s.left() - page_seconds(s) - UNFORESEEN * s.budget, 0.0)
     info = CH.choose(s.out / "final", data, cost.predict, seconds, others, s.out / "val-predictions.npz",
-                  p.maker.net(final_cfg, data.input_shape, data.num_classes) if p.maker else None,
-                  views=p.views)
+                     p.maker.net(final_cfg, data.input_shape, data.num_classes) if p.maker else None,
+                     views=p.views)
     judgement = sd.get("judgement")
     if judgement:  # the generalization gap the decisions projected, beside the one the final model has
         info["gap"] = {"predicted": judgement["gap"], "predicted_se": judgement["gap_se"], "realized": info["gap"]}
@@ -326,9 +330,10 @@ def finish_seconds(s: Session, cost: Cost | None, data: Data, cfg: Config | None
     the candidates `choose` will try in at most FINISH_SHARE of the budget (CH.planned_seconds)."""
     passes = 0.0
     if cost is not None and cfg is not None:
-        passes = CH.planned_seconds(cfg, data, cost.predict, (FINISH_SHARE - 0.005) * s.budget, ema, others, views)
+        passes = CH.planned_seconds(cfg, data, cost.predict, (FINISH_SHARE - UNFORESEEN) * s.budget, ema, others,
+                                    views)
     pages = page_seconds(s)
-    return min(0.005 * s.budget + pages + passes, FINISH_SHARE * s.budget + pages)
+    return min(UNFORESEEN * s.budget + pages + passes, FINISH_SHARE * s.budget + pages)
 
 
 def page_seconds(s: Session) -> float:
