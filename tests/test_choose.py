@@ -13,7 +13,8 @@ class Data:
 
     def __init__(self, y, train=0, test=0):
         split = lambda n: Split(torch.zeros(n, 1, 28, 28), torch.zeros(n, dtype=torch.long))  # noqa: E731
-        self.val, self.train, self.test = Split(torch.zeros(len(y), 1, 28, 28), torch.tensor(y)), split(train), split(test)
+        self.val = Split(torch.zeros(len(y), 1, 28, 28), torch.tensor(y))
+        self.train, self.test = split(train), split(test)
 
 
 def probs(correct_conf, n=4):

@@ -147,8 +147,8 @@ def too_noisy(floor: list[J.Measured], plan: J.DecisionPlan, n: int, options: li
         return ""
     return (f"judging stopped before {', '.join(o.name for o in options)}: the floor's own runs disagree on "
             f"{share:.1%} of the {n} validation examples, and runs that differ as much would extrapolate to the "
-            f"final's {plan.final:.0f}s with a standard error of +-{se:.4f}, over the {plan.max_se:g} worth the "
-            "time; the floor stands and the time their runs would take trains it")
+            f"final's {duration_text(plan.final)} with a standard error of +-{se:.4f}, over the {plan.max_se:g} "
+            "worth the time; the floor stands and the time their runs would take trains it")
 
 
 def slug(name: str) -> str:
@@ -168,8 +168,8 @@ def runner_up(state: dict[str, Any], judgement: J.Judgement) -> str | None:
 
 def outcome(j: J.Judgement, tried: list[J.Option], plan: J.DecisionPlan, noisy: str = "") -> str:
     gaps = ", ".join(sig(g) for g in j.gaps)
-    parts = [f"the floor's train-validation gap at {', '.join(f'{x:.0f}s' for x in plan.lengths)}: {gaps}; "
-             f"projected to the final {plan.final:.0f}s: {sig(j.gap)} (+-{sig(j.gap_se)}), "
+    parts = [f"the floor's train-validation gap at {', '.join(duration_text(x) for x in plan.lengths)}: {gaps}; "
+             f"projected to the final {duration_text(plan.final)}: {sig(j.gap)} (+-{sig(j.gap_se)}), "
              + ("overfitting: regularization first" if j.overfitting else
                 "no sign of overfitting: less regularization or more capacity first")]
     for v in j.verdicts:
