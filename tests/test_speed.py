@@ -78,7 +78,7 @@ def test_a_stalling_step_counts_in_the_mean_over_a_long_enough_window():
 def test_a_steps_price_includes_making_its_batch():
     """Gathering, augmenting and laying out the batch are part of a step's price: timed from after
     the batch was made, a floor with 2-px crops was priced at 56-60 ms a step and trained at
-    64-67 ms (the final's epochs took 1.04-1.22x their price in five sessions)."""
+    64-67 ms (part of why the final's epochs took 1.04-1.22x their price in five sessions)."""
     net = torch.nn.Linear(4, 2)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     clock = types.SimpleNamespace(t=0.0)

@@ -95,7 +95,7 @@ def step_seconds(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: Callable
     reading the loss as the loop does), timed as `watch` says. `batches` yields (x, y) on the
     device, transformed (augmented, laid out) as the loop would: that is part of the price. Timed
     from after the batch was made, a floor with 2-px crops was priced at 56-60 ms a step and
-    trained at 64-67 ms, and in five sessions the final's epochs took 1.04-1.22x their price."""
+    trained at 64-67 ms (part of why, in five sessions, the final's epochs took 1.04-1.22x their price)."""
     device = next(model.parameters()).device
     model.train()
     times: list[float] = []
