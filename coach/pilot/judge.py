@@ -42,7 +42,6 @@ class Option:
     regularizes: bool
 
 
-
 def options_for(kind: str, shape: tuple[int, ...], weight_decay: float, wider: int | None,
                 mirrors: bool = True) -> list[Option]:
     """The departures worth judging for this kind of data, each against the floor: the floor's
@@ -183,7 +182,8 @@ def predicted_se(floor: Sequence[Measured], se: float, target: float) -> float:
     """The standard error an option's extrapolated gain will have (as `judge` carries it
     through) when its paired standard error against the floor is `se` at each length: the
     extrapolation amplifies the noise of the runs it starts from (2.9x from runs of 1/14 and
-    1/7 of the final's length). Known after one run of the option: before the rest are paid for."""
+    1/7 of the final's length). The floor's own two runs give `se` (decide.too_noisy) before any
+    option is paid for."""
     lengths = [m.seconds for m in floor]
     w = curves.prediction_weights(lengths, target, curves.best_exponent(lengths, [m.val_error for m in floor]))
     return se * math.sqrt(float(w @ w))
